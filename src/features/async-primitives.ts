@@ -1,0 +1,72 @@
+// Small concurrency tools for the feature pipeline: a counting semaphore whose
+// waits can be cancelled, and a helper that turns an AbortSignal into a
+// rejection. Kept dependency-free so the extractor stays easy to reason about.
+
+/** The error a cancelled wait rejects with: the signal's own reason. */
+export function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException('The operation was aborted', 'AbortError');
+}
+
+/** Rejects when `signal` aborts; never resolves otherwise. Call `dispose` to drop the listener. */
+export function rejectOnAbort(signal: AbortSignal): { promise: Promise<never>; dispose: () => void } {
+  let onAbort = () => {};
+  const promise = new Promise<never>((_, reject) => {
+    onAbort = () => reject(abortReason(signal));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  // A race loser must not surface as an unhandled rejection.
+  promise.catch(() => {});
+  return { promise, dispose: () => signal.removeEventListener('abort', onAbort) };
+}
+
+/** Resolves with `promise`, or rejects as soon as `signal` aborts. */
+export async function raceAbort<V>(promise: Promise<V>, signal: AbortSignal): Promise<V> {
+  if (signal.aborted) throw abortReason(signal);
+  const abort = rejectOnAbort(signal);
+  try {
+    return await Promise.race([promise, abort.promise]);
+  } finally {
+    abort.dispose();
+  }
+}
+
+/** Counting semaphore; `acquire` waits in FIFO order and gives up when the signal aborts. */
+export class Semaphore {
+  #available: number;
+  readonly #waiters: Array<{ grant: () => void; cancel: (err: unknown) => void }> = [];
+
+  constructor(permits: number) {
+    this.#available = permits;
+  }
+
+  acquire(signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.reject(abortReason(signal));
+    if (this.#available > 0 && this.#waiters.length === 0) {
+      this.#available--;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      const waiter = {
+        grant: () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        cancel: reject,
+      };
+      const onAbort = () => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        reject(abortReason(signal));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.#waiters.push(waiter);
+    });
+  }
+
+  release(): void {
+    const next = this.#waiters.shift();
+    if (next) next.grant();
+    else this.#available++;
+  }
+}

@@ -1,0 +1,435 @@
+// Streams a frozen backbone's forward pass over an image dataset.
+//
+// Items are pulled from the source only when a load slot is free; each image is
+// decoded straight into its row of a batch buffer; a full batch is transferred
+// to an inference worker while the next one is being decoded. At most
+// `batchesInFlight` batches exist at once (filling, queued, running or waiting to
+// be consumed), so memory does not grow with the number of images.
+import { abortReason, raceAbort, Semaphore } from './async-primitives.js';
+import { InferencePool } from './inference-pool.js';
+import { fixedImageShape, modelLabel } from './model-info.js';
+import type { Device } from './session-options.js';
+import { planThreads } from './threads.js';
+import type { ModelInfo, TensorInfo } from './worker-protocol.js';
+
+/**
+ * Fills one image's input tensor (`elements` floats, CHW order for the usual
+ * NCHW model) into `target` starting at `offset`, or returns it as a new array
+ * (which the extractor copies in). A rejection skips the image, it does not stop the run.
+ */
+export type ImageLoader<T> = (
+  item: T,
+  target: Float32Array,
+  offset: number,
+  signal: AbortSignal,
+) => Promise<void | Float32Array>;
+
+export interface ExtractOptions<T> {
+  /** The backbone as an ONNX file path. Give this or `modelBytes`. */
+  modelPath?: string;
+  /** The backbone as ONNX bytes. */
+  modelBytes?: Uint8Array;
+  /** The images, in the order results should come out. Pulled lazily. */
+  items: Iterable<T> | AsyncIterable<T>;
+  load: ImageLoader<T>;
+  /** Defaults to the model's only input. */
+  inputName?: string;
+  /** Defaults to the model's first output. */
+  outputName?: string;
+  /**
+   * One image's input shape without the batch dimension ([C, H, W] for NCHW), or
+   * its element count. Defaults to the model's input shape when fully fixed.
+   * Giving it lets decoding start while the model is still loading.
+   */
+  inputShape?: readonly number[] | number;
+  /** Images per inference call. Default 32, or the model's fixed batch size. */
+  batchSize?: number;
+  /** Batches that may exist at once: filling, queued, running, or not yet consumed. Default workers + 2. */
+  batchesInFlight?: number;
+  /** onnxruntime intra-op threads per worker. Default: see planThreads. */
+  intraOpThreads?: number;
+  /** Images loading at the same time. Default: see planThreads. */
+  loadConcurrency?: number;
+  /** Inference workers (one session each). Default 1. */
+  workers?: number;
+  /** Let onnxruntime's idle threads spin-wait. Default false: decoders need those cycles. */
+  spinning?: boolean;
+  device?: Device;
+  signal?: AbortSignal;
+  /** Called after each batch: images finished so far (extracted or skipped), and the total when known. */
+  onProgress?: (done: number, total: number | undefined) => void;
+  /** Called when an image fails to load; the image is skipped. Default: a process warning. */
+  onError?: (item: T, error: unknown) => void;
+}
+
+export interface FeatureBatch<T> {
+  /** The batch's images that loaded, in input order. */
+  items: T[];
+  /** items.length rows of featureWidth values each. */
+  features: Float32Array;
+  featureWidth: number;
+}
+
+export const DEFAULT_BATCH_SIZE = 32;
+
+/** Options resolved against the model: what every batch needs to know. */
+interface Layout {
+  inputName: string;
+  outputName: string;
+  imageShape: number[];
+  /** The model's batch dimension when it is a fixed number. */
+  fixedBatch: number | undefined;
+}
+
+/**
+ * Runs the model over every item and yields feature batches in input order.
+ * Stopping early (break), an error or an abort shuts the workers down.
+ */
+export async function* extractFeatures<T>(opts: ExtractOptions<T>): AsyncGenerator<FeatureBatch<T>, void, undefined> {
+  const model = opts.modelPath ?? opts.modelBytes;
+  if (model === undefined || (opts.modelPath !== undefined && opts.modelBytes !== undefined)) {
+    throw new TypeError('extractFeatures: give exactly one of modelPath or modelBytes');
+  }
+  const label = modelLabel(model);
+  const plan = planThreads({
+    workers: opts.workers,
+    intraOpThreads: opts.intraOpThreads,
+    loadConcurrency: opts.loadConcurrency,
+  });
+  const batchesInFlight = opts.batchesInFlight ?? plan.workers + 2;
+  positiveInteger('batchSize', opts.batchSize);
+  positiveInteger('batchesInFlight', batchesInFlight);
+  positiveInteger('loadConcurrency', plan.loadConcurrency);
+  positiveInteger('intraOpThreads', plan.intraOpThreads);
+  positiveInteger('workers', plan.workers);
+
+  const stop = new AbortController();
+  const onUserAbort = () => stop.abort(abortReason(opts.signal!));
+  if (opts.signal?.aborted) throw abortReason(opts.signal);
+  opts.signal?.addEventListener('abort', onUserAbort, { once: true });
+
+  const pool = new InferencePool({
+    model,
+    modelLabel: label,
+    settings: { device: opts.device ?? 'cpu', intraOpThreads: plan.intraOpThreads, spinning: opts.spinning ?? false },
+    workers: plan.workers,
+  });
+  const batches = new OrderedQueue<FeatureBatch<T> | null>();
+  const tickets = new Semaphore(batchesInFlight);
+  const total = Array.isArray(opts.items) ? opts.items.length : undefined;
+  const producer = produceBatches(opts, pool, label, batches, tickets, plan.loadConcurrency, stop.signal);
+  let done = 0;
+
+  try {
+    for (;;) {
+      const next = await raceAbort(batches.shift(), stop.signal);
+      if (next.done) break;
+      const batch = next.value;
+      done += batch.settledCount;
+      opts.onProgress?.(done, total);
+      if (batch.result) yield batch.result;
+      tickets.release();
+    }
+  } finally {
+    opts.signal?.removeEventListener('abort', onUserAbort);
+    stop.abort(new Error('feature extraction finished'));
+    await pool.close();
+    await producer;
+  }
+}
+
+function positiveInteger(name: string, value: number | undefined): void {
+  if (value !== undefined && !(Number.isInteger(value) && value > 0)) {
+    throw new RangeError(`extractFeatures: ${name} must be a positive integer, got ${value}`);
+  }
+}
+
+/** Checks the options against what the session reports, once it has loaded. */
+function resolveLayout<T>(opts: ExtractOptions<T>, info: ModelInfo, label: string): Layout {
+  const names = (list: { name: string }[]) => list.map((v) => `"${v.name}"`).join(', ');
+  let input: TensorInfo | undefined = info.inputs[0];
+  if (opts.inputName !== undefined) {
+    input = info.inputs.find((v) => v.name === opts.inputName);
+    if (!input) throw new Error(`${label} has no input "${opts.inputName}"; its inputs are ${names(info.inputs)}`);
+  } else if (info.inputs.length !== 1) {
+    throw new Error(`${label} has ${info.inputs.length} inputs (${names(info.inputs)}): pass inputName`);
+  }
+  if (!input) throw new Error(`${label} has no inputs`);
+  if (input.type !== 'float32') {
+    throw new Error(`${label}: input "${input.name}" is ${input.type ?? 'not a tensor'}; the extractor feeds float32`);
+  }
+  const output = opts.outputName === undefined ? info.outputs[0] : info.outputs.find((v) => v.name === opts.outputName);
+  if (!output) throw new Error(`${label} has no output "${opts.outputName}"; its outputs are ${names(info.outputs)}`);
+
+  const modelShape = fixedImageShape(input);
+  let imageShape: number[];
+  if (Array.isArray(opts.inputShape)) {
+    imageShape = [...opts.inputShape];
+    const rest = input.shape.slice(1);
+    const clash =
+      rest.length !== imageShape.length || rest.some((d, i) => typeof d === 'number' && d > 0 && d !== imageShape[i]);
+    if (input.shape.length > 0 && clash) {
+      throw new Error(
+        `inputShape [${imageShape}] does not fit ${label}'s input "${input.name}" of shape [${input.shape}]`,
+      );
+    }
+  } else {
+    if (!modelShape) {
+      throw new Error(
+        `${label}'s input "${input.name}" has shape [${input.shape}] with dynamic image dimensions: pass inputShape as [C, H, W]`,
+      );
+    }
+    const count = modelShape.reduce((a, b) => a * b, 1);
+    if (typeof opts.inputShape === 'number' && opts.inputShape !== count) {
+      throw new Error(`inputShape says ${opts.inputShape} values per image but ${label} takes [${modelShape}] = ${count}`);
+    }
+    imageShape = modelShape;
+  }
+  const batchDim = input.shape[0];
+  return {
+    inputName: input.name,
+    outputName: output.name,
+    imageShape,
+    fixedBatch: typeof batchDim === 'number' && batchDim > 0 ? batchDim : undefined,
+  };
+}
+
+function elementCount(shape: readonly number[] | number): number {
+  return typeof shape === 'number' ? shape : shape.reduce((a, b) => a * b, 1);
+}
+
+interface SettledBatch<T> {
+  /** Null when no image of the batch loaded. */
+  result: FeatureBatch<T> | null;
+  /** Images the batch covered, loaded or not. */
+  settledCount: number;
+}
+
+/**
+ * The producer: pulls items, loads them into batch buffers, and queues one
+ * promise per batch (in order) that resolves to its features.
+ */
+async function produceBatches<T>(
+  opts: ExtractOptions<T>,
+  pool: InferencePool,
+  label: string,
+  queue: OrderedQueue<FeatureBatch<T> | null>,
+  tickets: Semaphore,
+  loadConcurrency: number,
+  signal: AbortSignal,
+): Promise<void> {
+  const reportError =
+    opts.onError ??
+    ((item: T, err: unknown) =>
+      process.emitWarning(`skipped an image that failed to load (${String(item)}): ${errorMessage(err)}`, {
+        code: 'TLPIPE_IMAGE_SKIPPED',
+      }));
+  let iterator: AsyncIterator<T> | Iterator<T> | undefined;
+  try {
+    // Without an explicit shape the buffers' size comes from the model, so wait for it.
+    let layout: Layout | undefined;
+    const layoutReady = pool.ready.then((info) => (layout = resolveLayout(opts, info, label)));
+    layoutReady.catch(() => {});
+    if (opts.inputShape === undefined) await raceAbort(layoutReady, signal);
+
+    const batchSize = opts.batchSize ?? layout?.fixedBatch ?? DEFAULT_BATCH_SIZE;
+    const elements = elementCount(opts.inputShape ?? layout!.imageShape);
+    const buffers = new BufferPool(batchSize * elements);
+    const loadSlots = new Semaphore(loadConcurrency);
+    iterator = toIterator(opts.items);
+
+    for (let exhausted = false; !exhausted; ) {
+      await tickets.acquire(signal);
+      const fill = new BatchFill<T>(buffers.take(), elements);
+      while (fill.count < batchSize) {
+        await loadSlots.acquire(signal);
+        const next = await raceAbort(Promise.resolve(iterator.next()), signal);
+        if (next.done) {
+          loadSlots.release();
+          exhausted = true;
+          break;
+        }
+        fill.start(next.value, opts.load, signal, (item, err) => {
+          loadSlots.release();
+          if (err !== undefined && !signal.aborted) reportError(item, err);
+        });
+      }
+      if (fill.count === 0) {
+        tickets.release();
+        break;
+      }
+      queue.push(
+        finishBatch(fill, pool, layoutReady, batchSize, buffers, signal).then((result) => ({
+          result,
+          settledCount: fill.count,
+        })),
+      );
+    }
+    queue.end();
+    iterator = undefined;
+  } catch (err) {
+    queue.fail(err);
+  } finally {
+    // Stopped early: let a generator source run its own cleanup.
+    await Promise.resolve(iterator?.return?.()).catch(() => {});
+  }
+}
+
+/** Waits for a batch's loads, closes its gaps and runs it through the model. */
+async function finishBatch<T>(
+  fill: BatchFill<T>,
+  pool: InferencePool,
+  layoutReady: Promise<Layout>,
+  batchSize: number,
+  buffers: BufferPool,
+  signal: AbortSignal,
+): Promise<FeatureBatch<T> | null> {
+  const rows = await fill.settled();
+  if (rows.length === 0) {
+    buffers.give(fill.buffer);
+    return null;
+  }
+  const layout = await layoutReady;
+  if (layout.fixedBatch !== undefined && layout.fixedBatch !== batchSize) {
+    throw new Error(
+      `the model's input "${layout.inputName}" has a fixed batch size of ${layout.fixedBatch}: pass batchSize: ${layout.fixedBatch}`,
+    );
+  }
+  if (signal.aborted) throw abortReason(signal);
+  const runRows = layout.fixedBatch ?? rows.length;
+  const result = await pool.run(fill.buffer.buffer as ArrayBuffer, [runRows, ...layout.imageShape], layout.inputName, layout.outputName);
+  buffers.give(new Float32Array(result.buffer));
+  const featureWidth = result.shape.slice(1).reduce((a, b) => a * b, 1);
+  return {
+    items: rows,
+    features: result.features.subarray(0, rows.length * featureWidth),
+    featureWidth,
+  };
+}
+
+/** One batch buffer being filled by concurrent loads. */
+class BatchFill<T> {
+  readonly buffer: Float32Array;
+  readonly #elements: number;
+  readonly #items: T[] = [];
+  readonly #ok: boolean[] = [];
+  readonly #loads: Promise<void>[] = [];
+
+  constructor(buffer: Float32Array, elements: number) {
+    this.buffer = buffer;
+    this.#elements = elements;
+  }
+
+  get count(): number {
+    return this.#items.length;
+  }
+
+  start(item: T, load: ImageLoader<T>, signal: AbortSignal, settled: (item: T, err?: unknown) => void): void {
+    const slot = this.#items.length;
+    const offset = slot * this.#elements;
+    this.#items.push(item);
+    this.#ok.push(false);
+    const run = async () => {
+      const returned = await load(item, this.buffer, offset, signal);
+      if (returned !== undefined) {
+        if (!(returned instanceof Float32Array) || returned.length !== this.#elements) {
+          throw new Error(
+            `the loader returned ${describeValue(returned)}; expected a Float32Array of ${this.#elements} values`,
+          );
+        }
+        this.buffer.set(returned, offset);
+      }
+    };
+    this.#loads.push(
+      run().then(
+        () => {
+          this.#ok[slot] = true;
+          settled(item);
+        },
+        (err: unknown) => settled(item, err ?? new Error('load failed')),
+      ),
+    );
+  }
+
+  /** Waits for every load, then moves the loaded rows together at the front; returns their items. */
+  async settled(): Promise<T[]> {
+    await Promise.all(this.#loads);
+    const rows: T[] = [];
+    const e = this.#elements;
+    this.#items.forEach((item, slot) => {
+      if (!this.#ok[slot]) return;
+      const row = rows.length;
+      if (row !== slot) this.buffer.copyWithin(row * e, slot * e, (slot + 1) * e);
+      rows.push(item);
+    });
+    return rows;
+  }
+}
+
+/** Batch buffers come back from the worker after each run and are reused. */
+class BufferPool {
+  readonly #free: Float32Array[] = [];
+  constructor(readonly length: number) {}
+
+  take(): Float32Array {
+    return this.#free.pop() ?? new Float32Array(this.length);
+  }
+
+  give(buffer: Float32Array): void {
+    if (buffer.length === this.length) this.#free.push(buffer);
+  }
+}
+
+/** Promises delivered in the order they were pushed, to one consumer. */
+class OrderedQueue<V> {
+  readonly #items: Promise<{ result: V; settledCount: number }>[] = [];
+  #ended = false;
+  #failure: { error: unknown } | undefined;
+  #wake: (() => void) | undefined;
+
+  push(p: Promise<{ result: V; settledCount: number }>): void {
+    p.catch(() => {}); // surfaced when consumed, in order
+    this.#items.push(p);
+    this.#notify();
+  }
+
+  end(): void {
+    this.#ended = true;
+    this.#notify();
+  }
+
+  fail(error: unknown): void {
+    this.#failure ??= { error };
+    this.#notify();
+  }
+
+  async shift(): Promise<IteratorResult<{ result: V; settledCount: number }>> {
+    for (;;) {
+      const head = this.#items.shift();
+      if (head) return { done: false, value: await head };
+      if (this.#failure) throw this.#failure.error;
+      if (this.#ended) return { done: true, value: undefined };
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+}
+
+function toIterator<T>(items: Iterable<T> | AsyncIterable<T>): AsyncIterator<T> | Iterator<T> {
+  if (Symbol.asyncIterator in items) return (items as AsyncIterable<T>)[Symbol.asyncIterator]();
+  return (items as Iterable<T>)[Symbol.iterator]();
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function describeValue(v: unknown): string {
+  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name} of ${(v as unknown as ArrayLike<unknown>).length} values`;
+  return typeof v;
+}

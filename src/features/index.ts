@@ -1,0 +1,10 @@
+// The feature stage: a frozen backbone's forward pass over an image dataset,
+// streamed with bounded memory, inference in worker threads.
+export { extractFeatures, DEFAULT_BATCH_SIZE } from './extract.js';
+export type { ExtractOptions, FeatureBatch, ImageLoader } from './extract.js';
+export { readModelInfo } from './model-info.js';
+export type { ModelInfo, TensorInfo } from './model-info.js';
+export { planThreads, currentUvThreadpoolSize } from './threads.js';
+export type { ThreadPlan } from './threads.js';
+export { CudaProviderError } from './session-options.js';
+export type { Device } from './session-options.js';

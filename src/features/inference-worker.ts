@@ -1,0 +1,97 @@
+// Worker thread that owns one onnxruntime session. session.run is synchronous
+// native work for a whole batch; running it here keeps the main thread free to
+// schedule image decoding for the next batch.
+import { parentPort } from 'node:worker_threads';
+import ort from 'onnxruntime-node';
+import { sessionOptions } from './session-options.js';
+import type { InitRequest, ModelInfo, RunRequest, TensorInfo, WorkerReply, WorkerRequest } from './worker-protocol.js';
+
+if (!parentPort) throw new Error('inference-worker.js must be started as a worker thread');
+const port = parentPort;
+let session: ort.InferenceSession | undefined;
+
+const reply = (message: WorkerReply, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
+
+function describe(values: readonly ort.InferenceSession.ValueMetadata[]): TensorInfo[] {
+  return values.map((v) =>
+    v.isTensor ? { name: v.name, type: v.type, shape: [...v.shape] } : { name: v.name, type: undefined, shape: [] },
+  );
+}
+
+async function init(req: InitRequest): Promise<void> {
+  const options = sessionOptions(req.settings);
+  try {
+    session =
+      typeof req.model === 'string'
+        ? await ort.InferenceSession.create(req.model, options)
+        : await ort.InferenceSession.create(req.model, options);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    reply({ kind: 'init-failed', message, cuda: req.settings.device === 'cuda' });
+    return;
+  }
+  const info: ModelInfo = { inputs: describe(session.inputMetadata), outputs: describe(session.outputMetadata) };
+  reply({ kind: 'ready', info });
+}
+
+/** A Float32Array that owns its whole buffer, so it can be transferred. */
+function transferableFloats(data: ort.Tensor['data']): Float32Array {
+  if (data instanceof Float32Array && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) {
+    // Copy anyway if the buffer is not an ordinary ArrayBuffer (e.g. shared).
+    if (data.buffer instanceof ArrayBuffer) return data;
+  }
+  if (data instanceof Float32Array) return data.slice();
+  if (Array.isArray(data) || typeof (data as ArrayLike<unknown>).length !== 'number') {
+    throw new Error('the output is not a numeric tensor');
+  }
+  return Float32Array.from(data as ArrayLike<number | bigint>, Number);
+}
+
+async function run(req: RunRequest): Promise<void> {
+  if (!session) {
+    reply({ kind: 'run-failed', id: req.id, message: 'the inference session did not load', buffer: req.buffer }, [
+      req.buffer,
+    ]);
+    return;
+  }
+  const count = req.shape.reduce((a, b) => a * b, 1);
+  const input = new ort.Tensor('float32', new Float32Array(req.buffer, 0, count), req.shape);
+  try {
+    const outputs = await session.run({ [req.inputName]: input }, [req.outputName]);
+    const out = outputs[req.outputName];
+    if (!out) throw new Error(`the model produced no output named "${req.outputName}"`);
+    const features = transferableFloats(out.data);
+    const shape = [...out.dims];
+    out.dispose();
+    try {
+      reply({ kind: 'result', id: req.id, buffer: req.buffer, features, shape }, [
+        req.buffer,
+        features.buffer as ArrayBuffer,
+      ]);
+    } catch {
+      // Buffers made by the native binding may refuse to move: send a copy instead.
+      const copy = features.slice();
+      reply({ kind: 'result', id: req.id, buffer: req.buffer, features: copy, shape }, [
+        req.buffer,
+        copy.buffer as ArrayBuffer,
+      ]);
+    }
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    reply({ kind: 'run-failed', id: req.id, message, buffer: req.buffer }, [req.buffer]);
+  }
+}
+
+// Requests are handled strictly in arrival order: a run may be queued while the
+// session is still loading, and results must leave in the order batches came.
+let queue: Promise<void> = Promise.resolve();
+port.on('message', (req: WorkerRequest) => {
+  queue = queue
+    .then(() => (req.kind === 'init' ? init(req) : run(req)))
+    .catch((err) => {
+      // Protocol misuse: crash the worker so the pool reports it.
+      setImmediate(() => {
+        throw err;
+      });
+    });
+});

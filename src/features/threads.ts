@@ -1,0 +1,43 @@
+// How the feature stage splits the machine's cores between image decoding
+// (libuv threadpool + libvips) and onnxruntime. Both compete for the same
+// cores, so the defaults give each side every core and rely on the OS to
+// interleave them, with onnxruntime's spin-waiting turned off so neither side
+// burns cycles while idle. Measured on 2 cores: see bench/README.md.
+import os from 'node:os';
+
+export interface ThreadPlan {
+  /** Inference workers, each with its own onnxruntime session. */
+  workers: number;
+  /** onnxruntime intra-op threads per worker. */
+  intraOpThreads: number;
+  /** Images decoded at the same time. */
+  loadConcurrency: number;
+  /** libvips threads per image (sharp.concurrency): 1, since images decode in parallel already. */
+  libvipsThreads: number;
+  /**
+   * libuv threadpool size the process should start with: decoders run on it, so
+   * it must be at least loadConcurrency (plus one for file reads). Only the
+   * process's environment can set it, before the pool's first use.
+   */
+  uvThreadpoolSize: number;
+}
+
+export function planThreads(overrides: Partial<ThreadPlan> = {}, parallelism = os.availableParallelism()): ThreadPlan {
+  const cores = Math.max(1, parallelism);
+  const workers = overrides.workers ?? 1;
+  const intraOpThreads = overrides.intraOpThreads ?? Math.max(1, Math.floor(cores / workers));
+  const loadConcurrency = overrides.loadConcurrency ?? cores + 1;
+  return {
+    workers,
+    intraOpThreads,
+    loadConcurrency,
+    libvipsThreads: overrides.libvipsThreads ?? 1,
+    uvThreadpoolSize: overrides.uvThreadpoolSize ?? Math.max(4, loadConcurrency + 1),
+  };
+}
+
+/** The libuv threadpool size this process runs with (Node's default is 4). */
+export function currentUvThreadpoolSize(): number {
+  const n = Number(process.env.UV_THREADPOOL_SIZE);
+  return Number.isInteger(n) && n > 0 ? Math.min(n, 1024) : 4;
+}
