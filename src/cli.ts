@@ -1,0 +1,109 @@
+#!/usr/bin/env node
+// The `tlpipe` command line: parses arguments, wires a run to its reporter,
+// and turns expected failures into messages and exit codes.
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { commands, type CommandContext } from './commands.js';
+import { ExitCode, TlpipeError } from './runner/errors.js';
+
+const HELP = `tlpipe: declared, cached, resumable transfer-learning pipelines
+
+Usage: tlpipe <command> [options]
+
+Commands:
+  run FILE          Run a pipeline (stages already cached are not rerun)
+  status FILE       Show each stage as cached or to-run, and why
+  validate FILE     Check a pipeline file and report every problem
+  runs              List recorded runs
+  show RUN          Print one run record (an id, an id prefix, or last)
+  compare RUN...    Compare runs side by side (--last N for the latest N)
+  report RUN...     Write a self-contained HTML report (--out FILE.html)
+  predict MODEL IMAGE_OR_FOLDER...  Predict with an exported model (--out CSV)
+  gc                Remove cached artifacts no kept run references
+  steps             List the step types and their parameters
+  schema            Print the pipeline JSON Schema
+
+Options for run and status:
+  --set KEY=VALUE   Override a parameter (lr=0.01) or a stage parameter
+                    (train.epochs=3); repeatable; values are YAML scalars.
+                    A comma list (lr=1e-4,1e-3) runs a sweep.
+  --force[=STAGE]   Rerun every stage, or only STAGE
+  --from STAGE      Rerun STAGE and everything after it
+  --only STAGE      Run only STAGE (its inputs must be cached)
+  --dry-run         Show the plan without running (same as status)
+  --jobs N          Stages run at once (default 2)
+  --json            Print one machine-readable summary on stdout
+  --cache-dir DIR   Artifact store (default: .tlpipe/ in the project;
+                    or TLPIPE_CACHE_DIR)
+
+Exit codes: 0 ok, 1 a stage failed, 2 invalid pipeline file, 64 usage error,
+73 cache not writable, 130 interrupted.`;
+
+const options = {
+  set: { type: 'string', multiple: true },
+  force: { type: 'string', multiple: true },
+  from: { type: 'string' },
+  only: { type: 'string' },
+  'dry-run': { type: 'boolean' },
+  json: { type: 'boolean' },
+  jobs: { type: 'string' },
+  'cache-dir': { type: 'string' },
+  'keep-last': { type: 'string' },
+  last: { type: 'string' },
+  out: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+} as const;
+
+/** `--force` alone means "every stage"; parseArgs needs a value, so give it one. */
+function normaliseForce(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const next = argv[i + 1];
+    if (a === '--force' && (next === undefined || next.startsWith('-') || /\.ya?ml$/.test(next) || next.includes(path.sep))) {
+      out.push('--force=*');
+    } else out.push(a);
+  }
+  return out;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: normaliseForce(argv), options, allowPositionals: true, strict: true });
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\nSee: tlpipe --help\n`);
+    return ExitCode.usage;
+  }
+  const { values, positionals } = parsed;
+  const [command, ...args] = positionals;
+  if (values.version) {
+    process.stdout.write('tlpipe 0.1.0\n');
+    return 0;
+  }
+  if (values.help || !command) {
+    process.stdout.write(`${HELP}\n`);
+    return command || values.help ? 0 : ExitCode.usage;
+  }
+  const handler = commands[command];
+  if (!handler) {
+    process.stderr.write(`Unknown command "${command}". See: tlpipe --help\n`);
+    return ExitCode.usage;
+  }
+  const ctx: CommandContext = { args, values: values as CommandContext['values'] };
+  try {
+    return await handler(ctx);
+  } catch (e) {
+    if (e instanceof TlpipeError) {
+      process.stderr.write(`${e.message}\n`);
+      return e.exitCode;
+    }
+    process.stderr.write(`Internal error (a bug in tlpipe; please report it with this output):\n${(e as Error).stack ?? String(e)}\n`);
+    return ExitCode.internal;
+  }
+}
+
+
+const code = await main(process.argv.slice(2));
+process.exitCode = code;

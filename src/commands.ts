@@ -1,0 +1,251 @@
+// What each `tlpipe` command does. Parsing is in cli.ts; the work is in runner/.
+import path from 'node:path';
+import type { Pipeline } from './runner/analyze.js';
+import { pipelineSchema } from './runner/analyze.js';
+import { formatDuration, PlainReporter, type Reporter, TerminalReporter, useColor } from './runner/reporters.js';
+import { ExitCode, Interrupted, UsageError } from './runner/errors.js';
+import type { RunEvent } from './runner/events.js';
+import { collectGarbage } from './runner/gc.js';
+import { findProjectDir } from './runner/analyze.js';
+import { cacheDirFor, loadPipeline, openSession, planRun, runPipeline } from './runner/run.js';
+import { type RunRecord, RunRecords } from './runner/runs.js';
+import { builtins } from './runner/registry.js';
+import { runSummary, formatMetrics } from './runner/summary.js';
+import { expandSweep } from './runner/sweep.js';
+import { compareRuns, formatComparison } from './runner/compare.js';
+
+export interface CommandContext {
+  args: string[];
+  values: {
+    set?: string[];
+    force?: string[];
+    from?: string;
+    only?: string;
+    'dry-run'?: boolean;
+    json?: boolean;
+    jobs?: string;
+    'cache-dir'?: string;
+    'keep-last'?: string;
+    last?: string;
+    out?: string;
+  };
+}
+
+type Command = (ctx: CommandContext) => Promise<number>;
+
+const say = (s: string) => process.stderr.write(`${s}\n`);
+const print = (s: string) => process.stdout.write(`${s}\n`);
+
+function pipelineArg(ctx: CommandContext, command: string): string {
+  const file = ctx.args[0];
+  if (!file) throw new UsageError(`Usage: tlpipe ${command} FILE [options]. FILE is a pipeline, e.g. pipelines/catsdogs.yaml.`);
+  if (ctx.args.length > 1) throw new UsageError(`tlpipe ${command} takes one pipeline file; got also "${ctx.args.slice(1).join(' ')}".`);
+  return file;
+}
+
+function positiveInt(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} expects a whole number ≥ 1, got "${value}".`);
+  return n;
+}
+
+function forceOption(ctx: CommandContext): boolean | string[] | undefined {
+  const f = ctx.values.force;
+  if (!f) return undefined;
+  return f.includes('*') ? true : f;
+}
+
+/** The cache folder for commands that take no pipeline file. */
+function storeDirFromCwd(ctx: CommandContext): string {
+  return cacheDirFor(undefined, ctx.values['cache-dir']) === path.join(process.cwd(), '.tlpipe')
+    ? path.join(findProjectDir(process.cwd()), '.tlpipe')
+    : cacheDirFor(undefined, ctx.values['cache-dir']);
+}
+
+const validate: Command = async (ctx) => {
+  const pipeline = await loadPipeline(pipelineArg(ctx, 'validate'), { set: ctx.values.set });
+  say(`✔ ${path.relative(process.cwd(), pipeline.file)} is valid: ${pipeline.stages.length} stages (${pipeline.stages.map((s) => s.name).join(' → ')}).`);
+  return ExitCode.ok;
+};
+
+const status: Command = async (ctx) => {
+  const pipeline = await loadPipeline(pipelineArg(ctx, 'status'), { set: ctx.values.set });
+  return showPlan(ctx, pipeline);
+};
+
+async function showPlan(ctx: CommandContext, pipeline: Pipeline): Promise<number> {
+  const session = await openSession(cacheDirFor(pipeline, ctx.values['cache-dir']), say);
+  const plan = await planRun(pipeline, session, { force: forceOption(ctx), from: ctx.values.from, only: ctx.values.only }, new AbortController().signal);
+  if (ctx.values.json) {
+    print(JSON.stringify({ pipeline: pipeline.name, stages: plan.stages.map((s) => ({ name: s.stage.name, state: s.state === 'run' ? 'to-run' : s.state, reason: s.reason, fingerprint: s.fingerprint })) }, null, 2));
+    return ExitCode.ok;
+  }
+  const width = Math.max(...plan.stages.map((s) => s.stage.name.length));
+  for (const s of plan.stages) {
+    const state = s.state === 'run' ? 'to-run' : s.state;
+    print(`${s.stage.name.padEnd(width)}  ${state.padEnd(7)} ${s.state === 'cached' ? s.fingerprint.slice(0, 12) : s.reason}`);
+  }
+  return ExitCode.ok;
+}
+
+function makeReporter(json: boolean): Reporter {
+  const stream = process.stderr;
+  if (!json && stream.isTTY && !process.env.CI) return new TerminalReporter();
+  return new PlainReporter((line) => stream.write(`${line}\n`), useColor(stream));
+}
+
+const run: Command = async (ctx) => {
+  const file = pipelineArg(ctx, 'run');
+  const sets = ctx.values.set ?? [];
+  const first = await loadPipeline(file, { set: expandSweep(sets, undefined)[0] });
+  if (ctx.values['dry-run']) return showPlan({ ...ctx, values: { ...ctx.values, set: expandSweep(sets, undefined)[0] } }, first);
+  const variants = expandSweep(sets, first.sweep);
+  const jobs = positiveInt(ctx.values.jobs, '--jobs');
+
+  const controller = new AbortController();
+  let signalName: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (signalName) {
+      say('Stopped at once.');
+      process.exit(ExitCode.interrupted);
+    }
+    signalName = sig;
+    say(`\n${sig === 'SIGINT' ? 'Ctrl-C' : sig}: stopping after committing finished work… (press Ctrl-C again to stop at once)`);
+    controller.abort(new Interrupted());
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const records: RunRecord[] = [];
+  let exit: number = ExitCode.ok;
+  try {
+    for (const [i, variant] of variants.entries()) {
+      const pipeline = i === 0 && variants.length === 1 ? first : await loadPipeline(file, { set: variant });
+      if (variants.length > 1) say(`\n── sweep ${i + 1}/${variants.length}: ${variant.filter((s) => !sets.includes(s)).join(' ') || variant.join(' ')}`);
+      const session = await openSession(cacheDirFor(pipeline, ctx.values['cache-dir']), (m) => say(`warning: ${m}`));
+      const reporter = makeReporter(ctx.values.json === true);
+      const { record } = await runPipeline(pipeline, session, {
+        force: forceOption(ctx),
+        from: ctx.values.from,
+        only: ctx.values.only,
+        set: variant,
+        jobs,
+        signal: controller.signal,
+        emit: (e: RunEvent) => reporter.onEvent(e),
+      });
+      await reporter.close();
+      records.push(record);
+      if (!ctx.values.json) printRunEnd(record, pipeline);
+      if (record.status === 'interrupted') {
+        say(`Interrupted. Finished stages and committed chunks are kept; resume with:\n  tlpipe run ${[path.relative(process.cwd(), pipeline.file), ...sets.map((s) => `--set ${s}`)].join(' ')}`);
+        exit = signalName === 'SIGTERM' ? 143 : ExitCode.interrupted;
+        break;
+      }
+      if (record.status === 'failed') exit = ExitCode.runFailed;
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  if (ctx.values.json) print(JSON.stringify(records.length === 1 ? runSummary(records[0]!) : { runs: records.map(runSummary) }, null, 2));
+  else if (records.length > 1) print(`\n${formatComparison(compareRuns(records))}`);
+  return exit;
+};
+
+function printRunEnd(record: RunRecord, pipeline: Pipeline): void {
+  const counts = (['ran', 'cached', 'failed', 'skipped'] as const)
+    .map((s) => [s, record.stages.filter((x) => x.status === s).length] as const)
+    .filter(([, n]) => n > 0)
+    .map(([s, n]) => `${n} ${s}`);
+  const took = Date.parse(record.finishedAt) - Date.parse(record.startedAt);
+  const metrics = formatMetrics(record);
+  if (metrics) print(metrics);
+  for (const s of record.stages.filter((x) => x.status === 'failed')) print(`✖ ${s.name} failed: ${s.error}`);
+  for (const o of record.outputs) print(`wrote ${path.relative(process.cwd(), path.resolve(pipeline.projectDir, o))}`);
+  print(`run ${record.id} ${record.status} in ${formatDuration(took)}: ${counts.join(', ')}`);
+}
+
+const runs: Command = async (ctx) => {
+  const session = await openSession(storeDirFromCwd(ctx), say);
+  const all = await new RunRecords(session.store).list();
+  if (ctx.values.json) {
+    print(JSON.stringify(all.map(runSummary), null, 2));
+    return ExitCode.ok;
+  }
+  if (!all.length) {
+    say('No runs recorded yet.');
+    return ExitCode.ok;
+  }
+  for (const r of all) {
+    const ran = r.stages.filter((s) => s.status === 'ran').length;
+    print(`${r.id}  ${r.status.padEnd(11)} ${r.pipeline.name.padEnd(16)} ${ran}/${r.stages.length} ran  ${r.set.join(' ')}`);
+  }
+  return ExitCode.ok;
+};
+
+const show: Command = async (ctx) => {
+  const ref = ctx.args[0];
+  if (!ref) throw new UsageError('Usage: tlpipe show RUN (an id, a unique prefix, or last). See the ids with: tlpipe runs');
+  const session = await openSession(storeDirFromCwd(ctx), say);
+  const record = await new RunRecords(session.store).find(ref);
+  print(JSON.stringify(record, null, 2));
+  return ExitCode.ok;
+};
+
+const gc: Command = async (ctx) => {
+  const session = await openSession(storeDirFromCwd(ctx), say);
+  const keepLast = ctx.values['keep-last'] === undefined ? undefined : positiveInt(ctx.values['keep-last'], '--keep-last');
+  const r = await collectGarbage(session.store, { keepLast, dryRun: ctx.values['dry-run'] });
+  const mb = (r.freedBytes / 1e6).toFixed(1);
+  print(
+    `${ctx.values['dry-run'] ? 'Would free' : 'Freed'} ${mb} MB: ${r.removedArtifacts} artifacts, ${r.removedObjects} files, ${r.removedChunkScopes} chunk logs, ${r.removedRuns} run records removed; ${r.keptRuns} runs kept.`,
+  );
+  return ExitCode.ok;
+};
+
+const steps: Command = async (ctx) => {
+  const list = [...builtins.values()];
+  if (ctx.values.json) {
+    print(JSON.stringify(list.map((s) => ({ type: s.type, version: s.version, description: s.description, inputs: s.inputs ?? {}, params: s.paramsSchema })), null, 2));
+    return ExitCode.ok;
+  }
+  for (const s of list) {
+    print(`${s.type} (v${s.version}): ${s.description}`);
+    const ports = s.inputs && !('any' in s.inputs) ? Object.entries(s.inputs) : [];
+    if (ports.length) print(`  inputs: ${ports.map(([k, v]) => `${k}${(v as { optional?: boolean }).optional ? '?' : ''}`).join(', ')}`);
+    const props = (s.paramsSchema.properties ?? {}) as Record<string, { type?: unknown; default?: unknown; description?: string; enum?: unknown[] }>;
+    const required = new Set((s.paramsSchema.required as string[] | undefined) ?? []);
+    for (const [name, p] of Object.entries(props)) {
+      const type = p.enum ? p.enum.map((x) => JSON.stringify(x)).join('|') : Array.isArray(p.type) ? p.type.join('|') : (p.type ?? 'any');
+      const dflt = p.default !== undefined ? ` = ${JSON.stringify(p.default)}` : required.has(name) ? ' (required)' : '';
+      print(`  ${name}: ${String(type)}${dflt}${p.description ? `  ${p.description}` : ''}`);
+    }
+    print('');
+  }
+  return ExitCode.ok;
+};
+
+const schema: Command = async () => {
+  print(JSON.stringify(pipelineSchema(), null, 2));
+  return ExitCode.ok;
+};
+
+const compare: Command = async (ctx) => {
+  const session = await openSession(storeDirFromCwd(ctx), say);
+  const records = new RunRecords(session.store);
+  let selected: RunRecord[];
+  if (ctx.values.last !== undefined) {
+    const n = positiveInt(ctx.values.last, '--last')!;
+    selected = (await records.list()).slice(-n);
+  } else {
+    if (ctx.args.length < 1) throw new UsageError('Usage: tlpipe compare RUN RUN... or tlpipe compare --last N');
+    selected = [];
+    for (const ref of ctx.args) selected.push(await records.find(ref));
+  }
+  const table = compareRuns(selected);
+  print(ctx.values.json ? JSON.stringify(table, null, 2) : formatComparison(table));
+  return ExitCode.ok;
+};
+
+export const commands: Record<string, Command> = { run, status, validate, runs, show, gc, steps, schema, compare };

@@ -1,0 +1,24 @@
+// What the executor tells the world while it works. Reporters (terminal,
+// plain lines, JSON) only listen to these; they never reach into the runner.
+import type { Json } from './step.js';
+
+export type StageStatus = 'ran' | 'cached' | 'failed' | 'skipped';
+
+export type RunEvent =
+  | { type: 'plan'; stages: { name: string; state: 'cached' | 'run' | 'skip'; reason: string; fingerprint: string }[] }
+  | { type: 'stage-start'; stage: string; reason: string }
+  | { type: 'stage-waiting'; stage: string; message: string }
+  | { type: 'stage-progress'; stage: string; done: number; total?: number; unit?: string }
+  | { type: 'stage-log'; stage: string; level: 'info' | 'warn'; message: string }
+  | {
+      type: 'stage-end';
+      stage: string;
+      status: StageStatus;
+      durationMs: number;
+      fingerprint: string;
+      metrics?: { [name: string]: Json };
+      error?: string;
+    }
+  | { type: 'warning'; message: string };
+
+export type EventSink = (event: RunEvent) => void;

@@ -1,0 +1,241 @@
+// Execution: runs a Plan's stages, independent ones concurrently (bounded).
+// The Executor interface is what a distributed engine would implement later:
+// a stage receives its inputs and hands back its outputs only through the
+// artifact store, never through memory shared with other stages.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { describeFsError, errorMessage, StepFailure, StoreError } from './errors.js';
+import type { EventSink, StageStatus } from './events.js';
+import type { PathHasher } from './path-hasher.js';
+import { type Plan, type PlannedStage, planContext } from './plan.js';
+import type { Artifact, Json, StepContext, StepResult } from './step.js';
+import { type ArtifactEntry, type ArtifactStore, hashFile } from './store.js';
+
+export interface StageOutcome {
+  name: string;
+  uses: string;
+  status: StageStatus;
+  fingerprint: string;
+  reason: string;
+  durationMs: number;
+  value?: Json;
+  metrics: { [name: string]: Json };
+  /** Files published outside the store, relative to the project. */
+  outputs: string[];
+  error?: string;
+}
+
+export interface ExecuteOptions {
+  runId: string;
+  signal: AbortSignal;
+  emit: EventSink;
+}
+
+export interface Executor {
+  execute(plan: Plan, options: ExecuteOptions): Promise<StageOutcome[]>;
+}
+
+export class LocalExecutor implements Executor {
+  constructor(
+    private readonly store: ArtifactStore,
+    private readonly hasher: PathHasher,
+    private readonly jobs = 2,
+  ) {}
+
+  async execute(plan: Plan, options: ExecuteOptions): Promise<StageOutcome[]> {
+    const outcomes = new Map<string, Promise<StageOutcome>>();
+    const artifacts = new Map<string, Artifact>();
+    let running = 0;
+    const queue: (() => void)[] = [];
+    const slot = async () => {
+      if (running >= this.jobs) await new Promise<void>((r) => queue.push(r));
+      running++;
+    };
+    const release = () => {
+      running--;
+      queue.shift()?.();
+    };
+
+    for (const planned of plan.stages) {
+      const upstream = Object.values(planned.stage.inputs).map((p) => outcomes.get(p)!);
+      outcomes.set(
+        planned.stage.name,
+        (async () => {
+          const results = await Promise.all(upstream);
+          const blocked = results.find((r) => r.status === 'failed' || (r.status === 'skipped' && !artifacts.has(r.name)));
+          if (blocked || options.signal.aborted) {
+            const reason = options.signal.aborted ? 'interrupted' : `"${blocked!.name}" did not finish`;
+            return this.skipped(planned, reason, options);
+          }
+          await slot();
+          try {
+            return await this.runStage(plan, planned, artifacts, options);
+          } finally {
+            release();
+          }
+        })(),
+      );
+    }
+    return Promise.all([...outcomes.values()]);
+  }
+
+  private skipped(planned: PlannedStage, reason: string, options: ExecuteOptions): StageOutcome {
+    options.emit({ type: 'stage-end', stage: planned.stage.name, status: 'skipped', durationMs: 0, fingerprint: planned.fingerprint });
+    return {
+      name: planned.stage.name,
+      uses: planned.stage.uses,
+      status: 'skipped',
+      fingerprint: planned.fingerprint,
+      reason,
+      durationMs: 0,
+      metrics: {},
+      outputs: [],
+    };
+  }
+
+  private async runStage(plan: Plan, planned: PlannedStage, artifacts: Map<string, Artifact>, options: ExecuteOptions): Promise<StageOutcome> {
+    const { stage, fingerprint } = planned;
+    const started = performance.now();
+    const base = { name: stage.name, uses: stage.uses, fingerprint, reason: planned.reason };
+    const elapsed = () => Math.round(performance.now() - started);
+    const fail = (error: string): StageOutcome => {
+      options.emit({ type: 'stage-end', stage: stage.name, status: 'failed', durationMs: elapsed(), fingerprint, error });
+      return { ...base, status: 'failed', durationMs: elapsed(), metrics: {}, outputs: [], error };
+    };
+
+    if (planned.state === 'skip') {
+      // --only: this stage is not run, but a selected stage may need its artifact.
+      const found = await this.store.lookup(fingerprint, 'full');
+      if (found.found) artifacts.set(stage.name, found.artifact);
+      return this.skipped(planned, planned.reason, options);
+    }
+
+    let unlock: (() => Promise<void>) | undefined;
+    try {
+      // One stage fingerprint is computed by one run at a time; a second run
+      // waits and then finds the artifact cached instead of redoing the work.
+      unlock = await this.store.lock(`stage-${fingerprint}`, options.signal, () =>
+        options.emit({ type: 'stage-waiting', stage: stage.name, message: 'waiting for another run computing this stage' }),
+      );
+      if (!planned.forced) {
+        const found = await this.store.lookup(fingerprint, 'full');
+        if (found.found) {
+          const outputs = await this.publish(plan, found.entry);
+          artifacts.set(stage.name, found.artifact);
+          options.emit({ type: 'stage-end', stage: stage.name, status: 'cached', durationMs: elapsed(), fingerprint, metrics: found.entry.metrics });
+          return { ...base, status: 'cached', durationMs: elapsed(), value: found.entry.value, metrics: found.entry.metrics, outputs };
+        }
+      }
+
+      const inputs: { [name: string]: Artifact } = {};
+      for (const [input, producer] of Object.entries(stage.inputs)) {
+        const a = artifacts.get(producer);
+        if (!a) return fail(`the artifact of "${producer}" is not in the cache: run without --only first`);
+        inputs[input] = a;
+      }
+
+      options.emit({ type: 'stage-start', stage: stage.name, reason: planned.reason });
+      const outDir = await this.store.scratch(`${stage.name}-out`);
+      const tmpDir = await this.store.scratch(`${stage.name}-tmp`);
+      try {
+        const ctx = this.context(plan, planned, outDir, tmpDir, options);
+        let result: StepResult;
+        try {
+          result = await stage.step.run(ctx, stage.params, inputs);
+        } catch (e) {
+          if (options.signal.aborted) return fail('interrupted');
+          if (e instanceof StepFailure || e instanceof StoreError) return fail(e.message);
+          const err = e as Error;
+          const where = err.stack?.split('\n').slice(1, 3).join('\n') ?? '';
+          return fail(`step "${stage.uses}" failed unexpectedly: ${errorMessage(e)}${where ? `\n${where}` : ''}`);
+        }
+        options.signal.throwIfAborted();
+        const entry = await this.store.commit(outDir, {
+          fingerprint,
+          record: planned.record,
+          stage: stage.name,
+          createdAt: new Date().toISOString(),
+          durationMs: elapsed(),
+          value: result.value ?? null,
+          metrics: result.metrics ?? {},
+          publish: (result.publish ?? []).map((p) => ({ file: p.file, to: path.relative(plan.pipeline.projectDir, p.to) })),
+          chunkScopes: result.chunkScopes ?? [],
+        });
+        const outputs = await this.publish(plan, entry);
+        const found = await this.store.lookup(fingerprint, 'quick');
+        if (!found.found) return fail(`the artifact vanished right after it was written (${found.reason})`);
+        artifacts.set(stage.name, found.artifact);
+        options.emit({ type: 'stage-end', stage: stage.name, status: 'ran', durationMs: elapsed(), fingerprint, metrics: entry.metrics });
+        return { ...base, status: 'ran', durationMs: elapsed(), value: entry.value, metrics: entry.metrics, outputs };
+      } finally {
+        await fs.rm(outDir, { recursive: true, force: true });
+        await fs.rm(tmpDir, { recursive: true, force: true });
+      }
+    } catch (e) {
+      if (options.signal.aborted) return fail('interrupted');
+      return fail(errorMessage(e));
+    } finally {
+      await unlock?.();
+    }
+  }
+
+  private context(plan: Plan, planned: PlannedStage, outDir: string, tmpDir: string, options: ExecuteOptions): StepContext {
+    const { stage, fingerprint } = planned;
+    const projectDir = plan.pipeline.projectDir;
+    let lastProgress = 0;
+    return {
+      ...planContext(plan.pipeline, this.hasher, options.signal),
+      stage: stage.name,
+      runId: options.runId,
+      outDir,
+      tmpDir,
+      outputPath: (p: string) => insideProject(projectDir, p),
+      log: (message) => options.emit({ type: 'stage-log', stage: stage.name, level: 'info', message }),
+      warn: (message) => options.emit({ type: 'stage-log', stage: stage.name, level: 'warn', message }),
+      progress: (done, total, unit) => {
+        const now = performance.now();
+        if (now - lastProgress < 100 && done !== total) return; // keep terminals responsive
+        lastProgress = now;
+        options.emit({ type: 'stage-progress', stage: stage.name, done, total, unit });
+      },
+      chunks: (scope?: string) => this.store.chunkLog(scope ?? fingerprint),
+    };
+  }
+
+  /** Copies an artifact's published files to their places, atomically, when they differ. */
+  private async publish(plan: Plan, entry: ArtifactEntry): Promise<string[]> {
+    const written: string[] = [];
+    for (const { file, to } of entry.publish) {
+      const target = insideProject(plan.pipeline.projectDir, to);
+      const object = this.store.objectPath(entry.files[file]!.sha256);
+      const same = await hashFile(target).then(
+        (h) => h === entry.files[file]!.sha256,
+        () => false,
+      );
+      if (!same) {
+        const tmp = `${target}.tlpipe-tmp-${process.pid}`;
+        try {
+          await fs.mkdir(path.dirname(target), { recursive: true });
+          await fs.copyFile(object, tmp);
+          await fs.chmod(tmp, 0o644);
+          await fs.rename(tmp, target);
+        } catch (e) {
+          await fs.rm(tmp, { force: true });
+          throw new StoreError(describeFsError(e, `writing ${to}`), { cause: e });
+        }
+      }
+      written.push(to);
+    }
+    return written;
+  }
+}
+
+/** Resolves an output path and refuses one that leaves the project folder. */
+export function insideProject(projectDir: string, p: string): string {
+  const full = path.resolve(projectDir, p);
+  const rel = path.relative(projectDir, full);
+  if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) {
+    throw new StepFailure(`Output path "${p}" is outside the project folder ${projectDir}; outputs must stay inside it.`);
+  }
+  return full;
+}

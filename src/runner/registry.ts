@@ -1,0 +1,36 @@
+// Step types: the built-in ones, registered explicitly in src/steps/index.ts,
+// and user steps loaded from a module path the pipeline names.
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { builtinSteps } from '../steps/index.js';
+import { errorMessage } from './errors.js';
+import type { Step } from './step.js';
+
+export const builtins: ReadonlyMap<string, Step> = new Map(builtinSteps.map((s) => [s.type, s]));
+
+/** `uses:` values that name a module rather than a built-in step type. */
+export const isModuleReference = (uses: string) => uses.startsWith('./') || uses.startsWith('../') || path.isAbsolute(uses);
+
+/** Loads a user step module; returns the step or a message saying what is wrong. */
+export async function loadUserStep(uses: string, pipelineDir: string): Promise<Step | string> {
+  const file = path.resolve(pipelineDir, uses);
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ERR_MODULE_NOT_FOUND' && errorMessage(e).includes(file)) {
+      return `Step module "${uses}" not found (looked for ${file}).`;
+    }
+    return `Step module "${uses}" failed to load: ${errorMessage(e).split('\n')[0]}`;
+  }
+  const step = (mod.default ?? mod.step) as Partial<Step> | undefined;
+  const missing: string[] = [];
+  if (!step || typeof step !== 'object') return `Step module "${uses}" must export a step object as its default export.`;
+  if (typeof step.type !== 'string') missing.push('type (a string)');
+  if (!Number.isInteger(step.version)) missing.push('version (an integer)');
+  if (!step.paramsSchema || typeof step.paramsSchema !== 'object') missing.push('paramsSchema (a JSON Schema object)');
+  if (typeof step.run !== 'function') missing.push('run (an async function)');
+  if (missing.length) return `Step module "${uses}" is missing ${missing.join(', ')}. See docs/steps.md.`;
+  return { description: '', ...step } as Step;
+}

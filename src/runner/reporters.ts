@@ -1,0 +1,149 @@
+// Reporters listen to run events and show them: listr2's live view in a
+// terminal, plain lines in CI or when piped. `--json` output is built from the
+// run record by summary.ts, not here.
+import { Listr, PRESET_TIMER, type ListrTaskWrapper } from 'listr2';
+import type { RunEvent } from './events.js';
+
+export interface Reporter {
+  onEvent(event: RunEvent): void;
+  /** Resolves when the reporter has drawn everything. */
+  close(): Promise<void>;
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
+}
+
+const formatProgress = (done: number, total?: number, unit = 'items') =>
+  total ? `${done}/${total} ${unit} (${Math.floor((100 * done) / total)}%)` : `${done} ${unit}`;
+
+export function useColor(stream: NodeJS.WriteStream, env = process.env): boolean {
+  return !env.NO_COLOR && stream.isTTY === true && env.TERM !== 'dumb';
+}
+
+/** One line per event; progress at most every 10 % (or 5 s). */
+export class PlainReporter implements Reporter {
+  private readonly lastProgress = new Map<string, { pct: number; at: number }>();
+  constructor(
+    private readonly write: (line: string) => void,
+    private readonly color = false,
+  ) {}
+
+  private paint(code: number, s: string): string {
+    return this.color ? `\u001b[${code}m${s}\u001b[0m` : s;
+  }
+
+  onEvent(e: RunEvent): void {
+    switch (e.type) {
+      case 'plan':
+        break;
+      case 'stage-start':
+        this.write(`${this.paint(36, '▸')} ${e.stage}: running (${e.reason})`);
+        break;
+      case 'stage-waiting':
+        this.write(`… ${e.stage}: ${e.message}`);
+        break;
+      case 'stage-progress': {
+        const pct = e.total ? Math.floor((100 * e.done) / e.total / 10) * 10 : -1;
+        const last = this.lastProgress.get(e.stage);
+        const now = Date.now();
+        if (last && pct === last.pct && now - last.at < 5000) return;
+        if (last && pct !== -1 && pct === last.pct) return;
+        this.lastProgress.set(e.stage, { pct, at: now });
+        this.write(`  ${e.stage}: ${formatProgress(e.done, e.total, e.unit)}`);
+        break;
+      }
+      case 'stage-log':
+        this.write(`  ${e.stage}${e.level === 'warn' ? this.paint(33, ' warning') : ''}: ${e.message}`);
+        break;
+      case 'stage-end': {
+        const mark = { ran: this.paint(32, '✔'), cached: this.paint(32, '✔'), failed: this.paint(31, '✖'), skipped: '-' }[e.status];
+        const what = e.status === 'ran' ? `done in ${formatDuration(e.durationMs)}` : e.status;
+        this.write(`${mark} ${e.stage}: ${what}${e.error ? `: ${e.error}` : ''}`);
+        break;
+      }
+      case 'warning':
+        this.write(`${this.paint(33, 'warning')}: ${e.message}`);
+        break;
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+interface StageView {
+  task?: ListrTaskWrapper<unknown, never, never>;
+  finish: (error?: Error) => void;
+  done: Promise<void>;
+}
+
+/** listr2's live view: one line per stage with its state, time and progress. */
+export class TerminalReporter implements Reporter {
+  private readonly stages = new Map<string, StageView>();
+  private list?: Promise<unknown>;
+  private readonly pendingLogs: string[] = [];
+
+  onEvent(e: RunEvent): void {
+    if (e.type === 'plan') return this.start(e.stages.map((s) => s.name));
+    if (e.type === 'warning') {
+      this.pendingLogs.push(`warning: ${e.message}`);
+      return;
+    }
+    const view = this.stages.get(e.stage);
+    const task = view?.task;
+    switch (e.type) {
+      case 'stage-start':
+        if (task) task.title = `${e.stage}: running (${e.reason})`;
+        break;
+      case 'stage-waiting':
+        if (task) task.title = `${e.stage}: ${e.message}`;
+        break;
+      case 'stage-progress':
+        if (task) task.output = formatProgress(e.done, e.total, e.unit);
+        break;
+      case 'stage-log':
+        if (task) task.output = e.level === 'warn' ? `warning: ${e.message}` : e.message;
+        if (e.level === 'warn') this.pendingLogs.push(`${e.stage} warning: ${e.message}`);
+        break;
+      case 'stage-end':
+        if (task) task.title = `${e.stage}: ${e.status === 'ran' ? 'done' : e.status}`;
+        view?.finish(e.status === 'failed' ? new Error(`${e.stage}: ${e.error ?? 'failed'}`) : undefined);
+        break;
+    }
+  }
+
+  private start(names: string[]): void {
+    for (const name of names) {
+      let finish!: (error?: Error) => void;
+      const done = new Promise<void>((resolve, reject) => {
+        finish = (error) => (error ? reject(error) : resolve());
+      });
+      done.catch(() => undefined);
+      this.stages.set(name, { finish, done });
+    }
+    const listr = new Listr(
+      names.map((name) => ({
+        title: `${name}: waiting`,
+        task: async (_: unknown, task: ListrTaskWrapper<unknown, never, never>) => {
+          this.stages.get(name)!.task = task;
+          await this.stages.get(name)!.done;
+        },
+      })),
+      {
+        concurrent: true,
+        exitOnError: false,
+        registerSignalListeners: false,
+        rendererOptions: { timer: PRESET_TIMER, collapseErrors: false, showErrorMessage: true } as never,
+      },
+    );
+    this.list = listr.run().catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    for (const view of this.stages.values()) view.finish();
+    await this.list;
+    for (const line of this.pendingLogs) process.stderr.write(`${line}\n`);
+  }
+}

@@ -1,0 +1,123 @@
+// Run records: one JSON file per `tlpipe run`, saying what ran, with which
+// parameters, from which commit, and what came out.
+import { execa } from 'execa';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { UsageError } from './errors.js';
+import type { StageOutcome } from './executor.js';
+import { sha256 } from './fingerprint.js';
+import type { Json } from './step.js';
+import type { ArtifactStore } from './store.js';
+
+export const RUN_FORMAT = 1;
+
+export interface RunRecord {
+  format: number;
+  id: string;
+  startedAt: string;
+  finishedAt: string;
+  status: 'succeeded' | 'failed' | 'interrupted';
+  pipeline: { name: string; file: string; sha256: string; extends: string[] };
+  params: Record<string, unknown>;
+  /** Overrides given on the command line (`--set`), masked like params. */
+  set: string[];
+  git: { commit: string; dirty: boolean } | null;
+  stages: StageOutcome[];
+  /** Files written outside the store, relative to the project. */
+  outputs: string[];
+  warnings: string[];
+}
+
+export function newRunId(now = new Date()): string {
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return `${stamp}-${randomBytes(3).toString('hex')}`;
+}
+
+export async function gitState(dir: string): Promise<RunRecord['git']> {
+  try {
+    const commit = await execa('git', ['rev-parse', 'HEAD'], { cwd: dir, timeout: 5000 });
+    const status = await execa('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: dir, timeout: 5000 });
+    return { commit: commit.stdout.trim(), dirty: status.stdout.trim().length > 0 };
+  } catch {
+    return null;
+  }
+}
+
+const SECRET_NAME = /(token|secret|passw(or)?d|passphrase|api[_-]?key|access[_-]?key|private[_-]?key|credential|auth)/i;
+
+/**
+ * Masks secrets before anything is written: parameters whose name looks like a
+ * secret, and any value equal to a secret-looking environment variable's.
+ */
+export function maskSecrets<T>(value: T, env: Record<string, string | undefined> = process.env): T {
+  const secrets = Object.entries(env)
+    .filter(([k, v]) => SECRET_NAME.test(k) && typeof v === 'string' && v.length >= 4)
+    .map(([, v]) => v!);
+  const walk = (v: unknown, key?: string): unknown => {
+    if (typeof v === 'string') {
+      if (key && SECRET_NAME.test(key)) return '***';
+      let out = v;
+      for (const s of secrets) out = out.split(s).join('***');
+      return out;
+    }
+    if (Array.isArray(v)) return v.map((x) => walk(x));
+    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x, k)]));
+    return v;
+  };
+  return walk(value) as T;
+}
+
+export class RunRecords {
+  constructor(private readonly store: ArtifactStore) {}
+
+  private get dir(): string {
+    return path.join(this.store.root, 'runs');
+  }
+
+  async save(record: RunRecord): Promise<void> {
+    await this.store.writeAtomic(path.join(this.dir, `${record.id}.json`), `${JSON.stringify(maskSecrets(record), null, 1)}\n`);
+  }
+
+  /** All readable records, oldest first; unreadable ones are reported and left alone. */
+  async list(): Promise<RunRecord[]> {
+    const names = (await fs.readdir(this.dir).catch(() => [] as string[])).filter((n) => n.endsWith('.json')).sort();
+    const out: RunRecord[] = [];
+    for (const name of names) {
+      try {
+        const r = JSON.parse(await fs.readFile(path.join(this.dir, name), 'utf8')) as RunRecord;
+        if (r.format !== RUN_FORMAT || typeof r.id !== 'string' || !Array.isArray(r.stages)) throw new Error('unexpected shape');
+        out.push(r);
+      } catch (e) {
+        this.store.warn(`Run record ${name} is unreadable (${(e as Error).message}); it is ignored.`);
+      }
+    }
+    return out.sort((a, b) => a.startedAt.localeCompare(b.startedAt) || a.id.localeCompare(b.id));
+  }
+
+  /** A run by id, unique id prefix, or `last` / `last~N`. */
+  async find(ref: string): Promise<RunRecord> {
+    const all = await this.list();
+    if (!all.length) throw new UsageError('No runs recorded yet in this cache. Run a pipeline first: tlpipe run FILE');
+    const last = /^last(?:~(\d+))?$/.exec(ref);
+    if (last) {
+      const r = all[all.length - 1 - Number(last[1] ?? 0)];
+      if (!r) throw new UsageError(`There are only ${all.length} recorded runs.`);
+      return r;
+    }
+    const matches = all.filter((r) => r.id.startsWith(ref));
+    if (matches.length === 1) return matches[0]!;
+    if (!matches.length) throw new UsageError(`No run "${ref}". See the ids with: tlpipe runs`);
+    throw new UsageError(`"${ref}" matches ${matches.length} runs (${matches.slice(0, 3).map((r) => r.id).join(', ')}...); give more of the id.`);
+  }
+}
+
+export function pipelineHash(texts: string[]): string {
+  return sha256(texts.join('\0'));
+}
+
+export function metricsOf(record: RunRecord): Record<string, Json> {
+  const out: Record<string, Json> = {};
+  for (const s of record.stages) for (const [k, v] of Object.entries(s.metrics ?? {})) out[`${s.name}.${k}`] = v;
+  return out;
+}

@@ -1,0 +1,101 @@
+// The contract between the runner and a Step (the code a Stage uses).
+// A step never touches the cache, the terminal or another stage's files: it
+// reads its inputs and writes its outputs only through the context it is given,
+// so a different executor (another machine, a cluster) can run it unchanged.
+
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+export type JsonSchema = { [key: string]: unknown };
+
+export interface Step<P = any> {
+  /** The name pipelines use in `uses:`, e.g. `exec` or `images.dataset`. */
+  type: string;
+  /** Bump when the step's results change for the same parameters: old artifacts stop matching. */
+  version: number;
+  description: string;
+  /** JSON Schema (draft-07) for the stage's `with:` parameters; defaults are filled in. */
+  paramsSchema: JsonSchema;
+  /**
+   * The artifacts this step consumes, by input name. A stage maps each name to
+   * the stage that produces it (`inputs: {features: features}`). `any: true`
+   * accepts any stage names (used for ordering, as with `exec`).
+   */
+  inputs?: { [name: string]: { description: string; optional?: boolean } } | { any: true };
+  /**
+   * What the result depends on besides parameters and input artifacts (content
+   * hashes of files it reads, a model's hash...). Runs before the stage, also
+   * for `status`; it goes into the stage's fingerprint.
+   */
+  dependencies?(params: P, ctx: PlanContext): Promise<Json>;
+  run(ctx: StepContext, params: P, inputs: Inputs): Promise<StepResult>;
+}
+
+export interface PlanContext {
+  /** The project root: relative paths in the pipeline resolve against it. */
+  projectDir: string;
+  /** Resolves a path that the stage reads (anywhere on disk). */
+  inputPath(p: string): string;
+  /** Content hash of a file or, for a folder, of its sorted tree. Cached by size and mtime. */
+  hashPath(p: string): Promise<string>;
+  signal: AbortSignal;
+}
+
+export interface StepContext extends PlanContext {
+  stage: string;
+  runId: string;
+  /** An empty folder: everything the step writes here becomes its artifact. */
+  outDir: string;
+  /** Scratch space, removed after the stage. */
+  tmpDir: string;
+  /**
+   * Resolves a path the stage publishes to (e.g. a CSV). It must stay inside
+   * the project; the runner copies the file there atomically after the stage.
+   */
+  outputPath(p: string): string;
+  log(message: string): void;
+  warn(message: string): void;
+  /** Reports progress of long work; `total` may be unknown. */
+  progress(done: number, total?: number, unit?: string): void;
+  /**
+   * A durable log of committed chunks of work. A killed run resumes from what
+   * was appended. The default scope is the stage's fingerprint; a step may name
+   * a wider scope (e.g. backbone + preprocessing) to share work across fingerprints.
+   */
+  chunks(scope?: string): ChunkLog;
+}
+
+export interface ChunkLog {
+  /** The scope id, recorded with the artifact so garbage collection keeps it. */
+  readonly id: string;
+  /** Every committed chunk, oldest first. Corrupt ones are dropped with a warning. */
+  readAll(): Promise<Buffer[]>;
+  /** Atomically and durably appends one chunk. */
+  append(data: Uint8Array): Promise<void>;
+}
+
+export interface Artifact {
+  stage: string;
+  fingerprint: string;
+  value: Json;
+  metrics: { [name: string]: Json };
+  /** Absolute path of one of the artifact's files (verified, read-only). */
+  file(name: string): string;
+  files(): string[];
+}
+
+export type Inputs = { [name: string]: Artifact };
+
+export interface StepResult {
+  /** A small JSON summary kept in the artifact and the run record. */
+  value?: Json;
+  /** Metrics shown at the end of the run and in `--json`, by name. */
+  metrics?: { [name: string]: Json };
+  /** Files of outDir to publish outside the store, to paths from ctx.outputPath. */
+  publish?: { file: string; to: string }[];
+  /** Chunk scopes this artifact depends on (kept by gc). */
+  chunkScopes?: string[];
+}
+
+export function defineStep<P>(step: Step<P>): Step<P> {
+  return step;
+}
