@@ -19,7 +19,7 @@ const RANK_PRESERVING = new Set([
   'BatchNormalization', 'InstanceNormalization', 'LRN', 'Conv', 'QLinearConv', 'ConvInteger', 'MaxPool',
   'AveragePool', 'QLinearAveragePool', 'GlobalAveragePool', 'QLinearGlobalAveragePool', 'GlobalMaxPool',
   'DequantizeLinear', 'QuantizeLinear', 'Identity', 'Cast', 'Dropout', 'Softmax', 'Pad', 'Resize',
-  'QLinearSigmoid', 'QLinearLeakyRelu', 'Concat', 'QLinearConcat', 'Neg', 'Abs', 'Sqrt', 'Exp', 'Erf', 'Gelu',
+  'QLinearSigmoid', 'QLinearLeakyRelu', 'Transpose', 'Concat', 'QLinearConcat', 'Neg', 'Abs', 'Sqrt', 'Exp', 'Erf', 'Gelu',
 ]);
 /** Broadcasting binary operators: the output rank is the larger input rank. */
 const BROADCASTING = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'QLinearAdd', 'QLinearMul', 'Max', 'Min', 'Sum']);
