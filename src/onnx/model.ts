@@ -155,7 +155,7 @@ function decodeOrExplain(bytes: Uint8Array, what: string): Field[] {
   try {
     return decodeFields(bytes);
   } catch (e) {
-    if (e instanceof ProtobufError) throw new NotOnnx(`its ${what} cannot be decoded (${e.message}; the file may be truncated)`);
+    if (e instanceof ProtobufError) throw new NotOnnx(`its ${what} cannot be decoded as protobuf (${e.message}); the file may be truncated`);
     throw e;
   }
 }
