@@ -72,13 +72,13 @@ export function findProjectDir(pipelineDir: string): string {
 }
 
 export async function analyze(source: LoadedSource): Promise<Pipeline> {
-  const diagnostics: Diagnostic[] = [];
+  const diagnostics: Diagnostic[] = [...source.diagnostics];
   const { value, locations } = source;
   const file = source.files[0]!.path;
   const pipelineDir = path.dirname(file);
 
   checkFiniteNumbers(value, '', locations, diagnostics);
-  for (const e of validateStructure(value)) diagnostics.push(toDiagnostic(e, '', locations));
+  for (const e of validateStructure(value)) if (e.keyword !== 'if') diagnostics.push(toDiagnostic(e, '', locations));
   const stagesValue = (typeof value.stages === 'object' && value.stages && !Array.isArray(value.stages) ? value.stages : {}) as Record<
     string,
     Record<string, unknown>
@@ -104,12 +104,13 @@ export async function analyze(source: LoadedSource): Promise<Pipeline> {
     const params = structuredClone(raw.with ?? {}) as Json;
     const validate = stepValidator(step);
     if (!validate(params)) {
-      for (const e of validate.errors ?? []) diagnostics.push(toDiagnostic(e, `${at}/with`, locations, `stage "${name}"`));
+      // An `if` error only repeats what its `then` branch already reported.
+      for (const e of validate.errors ?? []) if (e.keyword !== 'if') diagnostics.push(toDiagnostic(e, `${at}/with`, locations, `stage "${name}"`));
     }
     stages.push({ name, uses: raw.uses, step, params, inputs });
   }
 
-  const ordered = diagnostics.length ? stages : orderStages(stages, locations, diagnostics);
+  const ordered = orderStages(stages, locations, diagnostics);
   if (diagnostics.length) throw new PipelineInvalid(dedupe(diagnostics));
   return {
     name: String(value.name),
@@ -291,6 +292,8 @@ function toDiagnostic(e: ErrorObject, base: Pointer, locations: Locations, where
       const name = String(params.propertyName);
       return locations.diagnostic(`${at}${pointer(name)}`, `"${name}" is not a valid name: use letters, digits, "_" and "-", starting with a letter.`, 'key');
     }
+    case 'not':
+      return locations.diagnostic(at, `These keys cannot be used together${inWhere}: ${JSON.stringify(((e.schema ?? {}) as { required?: string[] }).required ?? [])}${where ? '' : ''}.`);
     case 'pattern':
       return locations.diagnostic(at, `Expected a string matching ${String(params.pattern)}, but was ${JSON.stringify(data)}.`);
     default: {

@@ -45,6 +45,7 @@ export class LocalExecutor implements Executor {
   async execute(plan: Plan, options: ExecuteOptions): Promise<StageOutcome[]> {
     const outcomes = new Map<string, Promise<StageOutcome>>();
     const artifacts = new Map<string, Artifact>();
+    const notSelected = new Set(plan.stages.filter((s) => s.state === 'skip').map((s) => s.stage.name));
     let running = 0;
     const queue: (() => void)[] = [];
     const slot = async () => {
@@ -62,10 +63,12 @@ export class LocalExecutor implements Executor {
         planned.stage.name,
         (async () => {
           const results = await Promise.all(upstream);
-          const blocked = results.find((r) => r.status === 'failed' || (r.status === 'skipped' && !artifacts.has(r.name)));
-          if (blocked || options.signal.aborted) {
-            const reason = options.signal.aborted ? 'interrupted' : `"${blocked!.name}" did not finish`;
-            return this.skipped(planned, reason, options);
+          if (options.signal.aborted) return this.skipped(planned, 'interrupted', options);
+          const failed = results.find((r) => r.status === 'failed' || (r.status === 'skipped' && !notSelected.has(r.name)));
+          if (failed) return this.skipped(planned, `"${failed.name}" did not finish`, options);
+          const missing = results.find((r) => !artifacts.has(r.name));
+          if (missing && planned.state !== 'skip') {
+            return this.failed(planned, `the artifact of "${missing.name}" is not in the cache: run without --only first`, options);
           }
           await slot();
           try {
@@ -91,6 +94,12 @@ export class LocalExecutor implements Executor {
       metrics: {},
       outputs: [],
     };
+  }
+
+  private failed(planned: PlannedStage, error: string, options: ExecuteOptions): StageOutcome {
+    const { name, uses } = planned.stage;
+    options.emit({ type: 'stage-end', stage: name, status: 'failed', durationMs: 0, fingerprint: planned.fingerprint, error });
+    return { name, uses, status: 'failed', fingerprint: planned.fingerprint, reason: planned.reason, durationMs: 0, metrics: {}, outputs: [], error };
   }
 
   private async runStage(plan: Plan, planned: PlannedStage, artifacts: Map<string, Artifact>, options: ExecuteOptions): Promise<StageOutcome> {

@@ -64,6 +64,8 @@ export interface LoadedSource {
   files: SourceFile[];
   /** Parameter values as resolved (after --set and interpolation). */
   params: Record<string, unknown>;
+  /** Problems that do not stop analysis (unresolved `${...}`, bad --set keys); reported with its own. */
+  diagnostics: Diagnostic[];
 }
 
 export interface LoadOptions {
@@ -78,10 +80,8 @@ export async function loadPipelineSource(file: string, options: LoadOptions = {}
   if (diagnostics.length || !loaded) throw new PipelineInvalid(diagnostics);
   const { value, locations } = loaded;
   applySets(value, locations, options.set ?? [], diagnostics);
-  if (diagnostics.length) throw new PipelineInvalid(diagnostics);
   const params = interpolateAll(value, locations, options.env ?? process.env, diagnostics);
-  if (diagnostics.length) throw new PipelineInvalid(diagnostics);
-  return { value, locations, files, params };
+  return { value, locations, files, params, diagnostics };
 }
 
 async function readSource(file: string, from?: Diagnostic): Promise<SourceFile> {

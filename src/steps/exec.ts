@@ -44,7 +44,10 @@ export const execStep = defineStep<ExecParams>({
       cwd: { description: 'Working folder, relative to the project (default: the project).', type: 'string' },
       timeout: { description: 'Seconds before the command is stopped.', type: 'number', exclusiveMinimum: 0, maximum: 604800 },
     },
-    oneOf: [{ required: ['command'] }, { required: ['shell'] }],
+    // Exactly one of `command` and `shell`.
+    if: { not: { required: ['shell'] } },
+    then: { required: ['command'] },
+    dependencies: { shell: { not: { required: ['command'] } } },
   },
 
   async dependencies(params, ctx) {
