@@ -78,6 +78,9 @@ export function describeFsError(e: unknown, what: string): string {
       return `Permission denied while ${what}. Make the folder writable or choose another with --cache-dir / TLPIPE_CACHE_DIR.`;
     case 'EROFS':
       return `The file system is read-only while ${what}. Choose a writable folder with --cache-dir / TLPIPE_CACHE_DIR.`;
+    case 'ENOTDIR':
+    case 'EEXIST':
+      return `Cannot use ${(e as NodeJS.ErrnoException).path ?? 'the path'} while ${what}: a file stands where a folder is needed. Choose another folder with --cache-dir or TLPIPE_CACHE_DIR.`;
     default:
       return `Failed while ${what}: ${errorMessage(e)}`;
   }

@@ -137,7 +137,10 @@ function parseYamlWithLocations(
   const doc = parseDocument(source.text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length) {
     for (const err of doc.errors) {
-      const [start, end] = err.pos;
+      let [start, end] = err.pos;
+      // Point at the offending token, not at the indentation before it.
+      while (start < source.text.length && source.text[start] === ' ') start++;
+      end = Math.max(end, start + 1);
       diagnostics.push({ file: source, start, end, message: `YAML syntax error: ${firstLine(err.message)}` });
     }
     return undefined;
