@@ -231,6 +231,40 @@ test('ReduceMean over the spatial axes counts as global pooling; its mean is the
   (features!.data as Float32Array).forEach((v, i) => assert.ok(Math.abs(v - expected[i]!) < 1e-6, `feature ${i}`));
 });
 
+test('a channels-last model: ReduceMean over axes 1 and 2 is its global pooling', async () => {
+  const nhwc = buildModel({
+    opset: 13,
+    nodes: [
+      // A 1×1 convolution written as a MatMul over the channel axis, as converters of channels-last models do.
+      { op: 'MatMul', name: 'pointwise', inputs: ['image', 'pw.w'], outputs: ['maps'] },
+      { op: 'Relu', name: 'relu', inputs: ['maps'], outputs: ['relu_out'] },
+      {
+        op: 'ReduceMean',
+        name: 'mean',
+        inputs: ['relu_out'],
+        outputs: ['pooled'],
+        attrs: { axes: attr.ints([1, 2]), keepdims: attr.int(0) },
+      },
+      { op: 'MatMul', name: 'fc', inputs: ['pooled', 'fc.w'], outputs: ['mm'] },
+      { op: 'Add', name: 'bias', inputs: ['mm', 'fc.b'], outputs: ['logits'] },
+      { op: 'Softmax', name: 'softmax', inputs: ['logits'], outputs: ['prob'], attrs: { axis: attr.int(-1) } },
+    ],
+    inputs: [{ name: 'image', type: 'float32', dims: [1, 8, 8, 3] }],
+    outputs: [{ name: 'prob', type: 'float32', dims: [1, 5] }],
+    initializers: [floats('pw.w', [3, 4]), floats('fc.w', [4, 5]), floats('fc.b', [5])],
+  });
+  const cut = await cutAtFeatures(nhwc);
+  assert.equal(cut.cutAfter, 'tensor "pooled" (output of ReduceMean "mean"), before the classifier MatMul "fc"');
+  assert.equal(cut.featureWidth, 4);
+  assert.equal(cut.removedNodes, 3);
+  assert.deepEqual(opTypes(cut.bytes), ['MatMul', 'Relu', 'ReduceMean', 'Identity']);
+  assert.deepEqual(parseModel(cut.bytes).graph.outputs[0]!.dims, [1, 4]);
+  const input = new ort.Tensor('float32', randoms(8 * 8 * 3), [1, 8, 8, 3]);
+  const { pooled } = await run(exposing(nhwc, 'pooled', 'float32', [1, 4]), { image: input });
+  const { features } = await run(cut.bytes, { image: input });
+  assert.deepEqual(Array.from(features!.data as Float32Array), Array.from(pooled!.data as Float32Array));
+});
+
 test('with a squeeze-excitation pooling and a two-layer head, the cut is before the last dense layer', async () => {
   const cut = await cutAtFeatures(twoLayerHeadModel);
   assert.equal(

@@ -187,6 +187,22 @@ test('a truncated model is not an ONNX model', async () => {
   );
 });
 
+test('a damaged message inside the graph is reported, not thrown as a protobuf error', () => {
+  const brokenNode = pb.message(1, [pb.string(4, 'Relu'), pb.bytes(5, Uint8Array.from([0x0a, 0xff]))]);
+  const bytes = encodeFields([
+    pb.varint(1, 8),
+    pb.message(7, [brokenNode, ...graphFields(smallModel)]),
+    pb.message(8, [pb.varint(2, 13)]),
+  ]);
+  assert.throws(
+    () => parseModel(bytes, 'damaged.onnx'),
+    new OnnxModelError(
+      'damaged.onnx is not an ONNX model: part of it cannot be decoded as protobuf (truncated varint); ' +
+        `the file may be damaged. ${HINT}`,
+    ),
+  );
+});
+
 test('random bytes and truncations only ever give an OnnxModelError', () => {
   let seed = 12345;
   const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);

@@ -1,7 +1,7 @@
 // Turns an image classifier into a fixed feature extractor: the graph is cut
 // before its classification head, and its single output becomes the flat
 // float32 feature vector [N, F] that a new head is trained on.
-import * as ort from 'onnxruntime-node';
+import type { InferenceSession } from 'onnxruntime-node';
 import { type NodeSpec, attr } from './builder.js';
 import {
   type OnnxModel,
@@ -45,10 +45,11 @@ const FEATURE_OUTPUT = 'features';
 const PROBE_BATCH = 1;
 const PROBE_SIDE = 224;
 
-function allTensorNames(model: OnnxModel): Set<string> {
+/** Tensor and node names in use, so that added ones never collide. */
+function namesInUse(model: OnnxModel): Set<string> {
   const g = model.graph;
   return new Set([
-    ...g.nodes.flatMap((n) => [...n.inputs, ...n.outputs]),
+    ...g.nodes.flatMap((n) => [...n.inputs, ...n.outputs, n.name]),
     ...g.initializers.map((t) => t.name),
     ...g.inputs.map((v) => v.name),
     ...g.outputs.map((v) => v.name),
@@ -88,8 +89,10 @@ async function probeFeatureWidth(bytes: Uint8Array, image: ImageInput, featureNa
   const w = image.width ?? PROBE_SIDE;
   const n = image.batch ?? PROBE_BATCH;
   const dims = image.layout === 'NCHW' ? [n, 3, h, w] : [n, h, w, 3];
-  let session: ort.InferenceSession | undefined;
+  let session: InferenceSession | undefined;
   try {
+    // Loaded only here: most cuts never need the runtime.
+    const ort = await import('onnxruntime-node');
     session = await ort.InferenceSession.create(bytes);
     const input = new ort.Tensor('float32', new Float32Array(dims.reduce((a, b) => a * b, 1)), dims);
     const result = await session.run({ [image.name]: input });
@@ -153,12 +156,13 @@ export async function cutAtFeatures(modelBytes: Uint8Array, options: CutOptions 
     const params = quantization.zeroPoint ? [quantization.scale, quantization.zeroPoint] : [quantization.scale];
     steps.push({ op: 'DequantizeLinear', label: 'dequantized', extraInputs: params });
   }
-  const rank = shapes.rank(cutTensor);
+  const atHead = head !== undefined && head.featureTensor === cutTensor;
+  const rank = atHead && head.featuresAre2D ? 2 : shapes.rank(cutTensor);
   if (rank !== 2) steps.push({ op: 'Flatten', label: 'flat', extraInputs: [], attrs: { axis: attr.int(1) } });
   // The output always gets the same plain name, whatever the backbone called the tensor.
   if (steps.length === 0) steps.push({ op: 'Identity', label: 'identity', extraInputs: [] });
 
-  const taken = allTensorNames(model);
+  const taken = namesInUse(model);
   const featureName = uniqueName(FEATURE_OUTPUT, taken);
   let current = cutTensor;
   steps.forEach((step, i) => {
@@ -181,7 +185,7 @@ export async function cutAtFeatures(modelBytes: Uint8Array, options: CutOptions 
     declared && declared.length >= 2 && declared.slice(1).every((d) => typeof d === 'number')
       ? (declared.slice(1) as number[]).reduce((a, b) => a * b, 1)
       : null;
-  const widthFromHead = head && head.featureTensor === cutTensor && rank === 2 ? head.weightInFeatures : null;
+  const widthFromHead = atHead && rank === 2 ? head.weightInFeatures : null;
   let featureWidth = widthFromHead ?? declaredWidth;
 
   const batchDim = image.batchDim ?? 'batch';

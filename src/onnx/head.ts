@@ -14,6 +14,8 @@ export interface ClassifierHead {
   featureTensor: string;
   /** The feature width read from the dense layer's weight, when it is a constant. */
   weightInFeatures: number | null;
+  /** Gemm only takes 2-D inputs, so its input is known to be [N, F] already. */
+  featuresAre2D: boolean;
 }
 
 /** For each dense operator: the input positions of its data operand and its weight. */
@@ -54,14 +56,17 @@ function isGlobalPooling(node: OnnxNode, layout: ImageLayout, shapes: ShapeFacts
 }
 
 /** The constant operand of a dense node is its weight; the other one carries the data. */
-function denseOperands(node: OnnxNode, shapes: ShapeFacts): { data: string; weight: string } | undefined {
+function denseOperands(
+  node: OnnxNode,
+  shapes: ShapeFacts,
+): { data: string; weight: string; swapped: boolean } | undefined {
   const positions = DENSE_OPERANDS[node.opType];
   if (!positions) return undefined;
   const [dataAt, weightAt] = positions;
   const first = node.inputs[dataAt] ?? '';
   const second = node.inputs[weightAt] ?? '';
-  if (shapes.constantDims(first) && !shapes.constantDims(second)) return { data: second, weight: first };
-  return { data: first, weight: second };
+  if (shapes.constantDims(first) && !shapes.constantDims(second)) return { data: second, weight: first, swapped: true };
+  return { data: first, weight: second, swapped: false };
 }
 
 /** How many input features a dense node's weight takes, when its weight is a constant. */
@@ -94,7 +99,9 @@ export function findClassifierHead(model: OnnxModel, layout: ImageLayout, shapes
         pooling: dataPooling.node,
         dense: node,
         featureTensor: operands.data,
-        weightInFeatures: weightInFeatures(node, operands.weight, shapes),
+        // W·x instead of x·W: the weight's layout says nothing certain about F.
+        weightInFeatures: operands.swapped ? null : weightInFeatures(node, operands.weight, shapes),
+        featuresAre2D: node.opType === 'Gemm' || node.opType === 'QGemm',
       };
     }
   });

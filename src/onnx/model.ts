@@ -323,6 +323,11 @@ export function parseModel(bytes: Uint8Array, source = 'the model'): OnnxModel {
     model = { source, irVersion: Number(irVersion), opsetImports, metadata, graph, fields };
   } catch (e) {
     if (e instanceof NotOnnx) throw new OnnxModelError(notOnnxMessage(source, bytes, e.message));
+    // A nested message (an attribute, a shape) that does not decode: damaged, not a model.
+    if (e instanceof ProtobufError) {
+      const reason = `part of it cannot be decoded as protobuf (${e.message}); the file may be damaged`;
+      throw new OnnxModelError(notOnnxMessage(source, bytes, reason));
+    }
     throw e;
   }
   const external = model.graph.initializers.find((t) => t.external);

@@ -30,7 +30,7 @@ export class ShapeFacts {
   private readonly constants = new Map<string, OnnxTensor>();
   private readonly ranks = new Map<string, number | null>();
 
-  constructor(private readonly graph: OnnxGraph) {
+  constructor(graph: OnnxGraph) {
     this.producedBy = producers(graph);
     for (const v of [...graph.inputs, ...graph.initializerInputs, ...graph.valueInfo, ...graph.outputs]) {
       if (v.dims) this.declared.set(v.name, v.dims);
@@ -119,6 +119,12 @@ export class ShapeFacts {
       }
       case 'Shape':
         return 1;
+      case 'MatMul': {
+        const a = this.rank(input(0));
+        const b = this.rank(input(1));
+        // Rank-1 operands are promoted then squeezed; only the common case is certain.
+        return a !== null && b !== null && a >= 2 && b >= 2 ? Math.max(a, b) : null;
+      }
       default:
         if (RANK_PRESERVING.has(node.opType)) return this.rank(input(0));
         if (BROADCASTING.has(node.opType)) {
