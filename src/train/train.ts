@@ -1,0 +1,177 @@
+// The training loop shared by both engines: epochs, seeded shuffling and
+// dropout masks, learning-rate schedule, per-epoch metrics, early stopping
+// on validation loss with the best epoch's weights kept.
+import { normaliseData, resolveClassWeights, type FeatureSplit, type TrainData } from './data.js';
+import type { EngineName, EngineSetup, TrainEngine } from './engine.js';
+import { chooseEngine } from './engine-choice.js';
+import { checkHeadShape, checkWeights, dropoutOf, initHead, layerWidths, type HeadSpec, type HeadWeights } from './head.js';
+import { OnnxEngine } from './onnx.js';
+import { Prng } from './prng.js';
+import { learningRate, parseTrainSpec, SpecError, type Device, type TrainSpec } from './spec.js';
+import { TypeScriptEngine } from './typescript.js';
+
+/** What each epoch reports (the runner prints these, as the classic script prints loss and accuracy). */
+export interface EpochMetrics {
+  /** 1-based. */
+  epoch: number;
+  /** Class-weighted mean cross-entropy over the epoch's batches, each taken before its update. */
+  trainLoss: number;
+  /** Fraction of training samples classified correctly during the epoch (dropout active). */
+  trainAccuracy: number;
+  /** Class-weighted mean cross-entropy on the validation split after the epoch; null without one. */
+  valLoss: number | null;
+  valAccuracy: number | null;
+  /** Learning rate used during the epoch. */
+  lr: number;
+  /** Wall-clock seconds of the epoch (the only value that varies between identical runs). */
+  seconds: number;
+}
+
+export interface TrainOptions {
+  data: TrainData;
+  head: HeadSpec;
+  /** Training parameters; validated against trainSpecSchema, defaults filled in. */
+  spec?: Partial<TrainSpec>;
+  /** Starting weights (e.g. from the "replace head" step); default: initHead(head, …). */
+  initialWeights?: HeadWeights;
+  onEpoch?: (metrics: EpochMetrics) => void | Promise<void>;
+  signal?: AbortSignal;
+  /** ONNX engine only: 'float64' runs the float64 build of the graph, for checks against references. */
+  precision?: 'float32' | 'float64';
+  /** ONNX engine only: onnxruntime intra-op threads (default: one per core). */
+  threads?: number;
+}
+
+export interface TrainResult {
+  /** The best epoch's weights (lowest validation loss), or the last epoch's without a validation split. */
+  weights: HeadWeights;
+  /** 1-based epoch the weights come from. */
+  bestEpoch: number;
+  history: EpochMetrics[];
+  stoppedEarly: boolean;
+  engine: EngineName;
+  device: Device;
+  /** Why this engine ran (for 'auto', the size estimate that decided it). */
+  engineReason: string;
+  /** The per-class loss weights used. */
+  classWeights: number[];
+  /** The complete, validated parameters. */
+  spec: TrainSpec;
+}
+
+async function createEngine(name: EngineName, setup: EngineSetup, spec: TrainSpec, options: TrainOptions): Promise<TrainEngine> {
+  if (name === 'typescript') return new TypeScriptEngine(setup);
+  return OnnxEngine.create(setup, { device: spec.device, dtype: options.precision, threads: options.threads });
+}
+
+/** Keep flags for each hidden layer of one batch: 1 with probability 1 − dropout. */
+function dropoutKeep(rng: Prng, rows: number, hidden: readonly number[], dropout: number): Uint8Array[] {
+  if (dropout === 0) return [];
+  const threshold = Math.round(dropout * 4294967296);
+  return hidden.map((width) => {
+    const keep = new Uint8Array(rows * width);
+    for (let j = 0; j < keep.length; j++) keep[j] = rng.nextUint32() >= threshold ? 1 : 0;
+    return keep;
+  });
+}
+
+function batchWeight(split: FeatureSplit, rows: Int32Array, classWeights: Float64Array): number {
+  let sum = 0;
+  for (let i = 0; i < rows.length; i++) sum += classWeights[split.labels[rows[i]!]!]!;
+  return sum;
+}
+
+export async function train(options: TrainOptions): Promise<TrainResult> {
+  const spec = parseTrainSpec(options.spec ?? {});
+  const data = normaliseData(options.data);
+  const { featureWidth, classes } = data;
+  checkHeadShape(options.head, featureWidth, classes);
+  const widths = layerWidths(options.head, featureWidth, classes);
+  const initial = options.initialWeights ?? initHead(options.head, featureWidth, classes);
+  checkWeights(initial, featureWidth);
+  if (initial.layers.length !== widths.length - 1 || initial.layers.some((l, i) => l.outFeatures !== widths[i + 1]))
+    throw new SpecError(`initial weights do not match the head: layer widths ${[featureWidth, ...initial.layers.map((l) => l.outFeatures)].join('→')}, head ${widths.join('→')}`);
+  if (spec.patience !== null && !data.val)
+    throw new SpecError('early stopping (patience) needs a validation split');
+
+  const classWeights = resolveClassWeights(spec.classWeights, data.train, classes);
+  const dropout = dropoutOf(options.head);
+  const batchSize = Math.min(spec.batchSize, data.train.indices.length);
+  const choice = chooseEngine(spec, widths, batchSize);
+  const setup: EngineSetup = {
+    widths,
+    initial,
+    optimizer: spec,
+    dropout,
+    classWeights,
+    batchSize,
+  };
+  const engine = await createEngine(choice.engine, setup, spec, options);
+
+  const history: EpochMetrics[] = [];
+  let best: { loss: number; epoch: number; weights: HeadWeights } | null = null;
+  let sinceBest = 0;
+  let stoppedEarly = false;
+  try {
+    const shuffleRng = new Prng(spec.seed, 2);
+    const dropoutRng = new Prng(spec.seed, 3);
+    const order = data.train.indices.slice();
+    const hidden = widths.slice(1, -1);
+    let step = 0;
+    for (let e = 0; e < spec.epochs; e++) {
+      options.signal?.throwIfAborted();
+      const started = performance.now();
+      const lr = learningRate(spec, e);
+      shuffleRng.shuffle(order);
+      let weightedLoss = 0;
+      let weightTotal = 0;
+      let correct = 0;
+      for (let start = 0; start < order.length; start += batchSize) {
+        const rows = order.subarray(start, start + batchSize);
+        const keep = dropoutKeep(dropoutRng, rows.length, hidden, dropout);
+        const out = await engine.step(data.train, { rows, keep, lr, step: ++step });
+        const w = batchWeight(data.train, rows, classWeights);
+        weightedLoss += out.loss * w;
+        weightTotal += w;
+        correct += out.correct;
+      }
+      const val = data.val ? await engine.evaluate(data.val) : null;
+      const metrics: EpochMetrics = {
+        epoch: e + 1,
+        trainLoss: weightedLoss / weightTotal,
+        trainAccuracy: correct / order.length,
+        valLoss: val ? val.lossSum / val.weightSum : null,
+        valAccuracy: val ? val.correct / val.count : null,
+        lr,
+        seconds: (performance.now() - started) / 1000,
+      };
+      history.push(metrics);
+      if (metrics.valLoss !== null) {
+        if (best === null || metrics.valLoss < best.loss - spec.minDelta) {
+          best = { loss: metrics.valLoss, epoch: metrics.epoch, weights: engine.weights() };
+          sinceBest = 0;
+        } else sinceBest++;
+      }
+      await options.onEpoch?.(metrics);
+      if (spec.patience !== null && sinceBest >= spec.patience && e + 1 < spec.epochs) {
+        stoppedEarly = true;
+        break;
+      }
+    }
+    // Without a validation split (or if validation loss was never a number), keep the last epoch.
+    const weights = best?.weights ?? engine.weights();
+    return {
+      weights,
+      bestEpoch: best?.epoch ?? history.length,
+      history,
+      stoppedEarly,
+      engine: engine.name,
+      device: engine.device,
+      engineReason: choice.reason,
+      classWeights: Array.from(classWeights),
+      spec,
+    };
+  } finally {
+    await engine.dispose();
+  }
+}
