@@ -30,6 +30,7 @@ export default {
     const chunks = ctx.chunks();
     const done = await chunks.readAll();
     for (let i = done.length; i < params.chunks; i++) {
+      ctx.signal.throwIfAborted();
       await sleep(params.chunkDelayMs);
       fs.appendFileSync(log, ctx.stage + ':chunk' + i + '\\n');
       await chunks.append(Buffer.from('chunk ' + i + ' of ' + ctx.stage + '\\n'));
