@@ -1,0 +1,13 @@
+// A dataset that cannot be used as declared: a missing folder, no images,
+// a single class... The message says where and what to change.
+
+export class DatasetError extends Error {
+  override name = 'DatasetError';
+  constructor(
+    message: string,
+    /** The folder or file the problem is about, when there is one. */
+    readonly location?: string,
+  ) {
+    super(message);
+  }
+}
