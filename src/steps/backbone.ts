@@ -1,0 +1,88 @@
+// `backbone.load`: the pretrained model, by catalogue name, path or URL,
+// verified and described (its image input and outputs).
+import { copyFile, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { expectedSha256, parseModelReference, resolveModel } from '../models/resolve.js';
+import { describeModel } from '../onnx/inspect.js';
+import { parseModel } from '../onnx/model.js';
+import { StepFailure } from '../runner/errors.js';
+import { defineStep, type Json } from '../runner/step.js';
+
+export interface BackboneParams {
+  model: string;
+  sha256?: string;
+}
+
+/** What downstream stages read from this artifact's value. */
+export interface BackboneValue {
+  model: string;
+  sha256: string;
+  source: string;
+  input: { name: string; layout: 'NCHW' | 'NHWC'; height: number | null; width: number | null; batch: number | null };
+  outputs: { name: string; dims: (number | string | null)[] | null }[];
+  /** Normalisation the model was trained with, when the catalogue knows it. */
+  preprocessing: { mean: number[]; std: number[]; resizeShorterSide: number; cropSize: number } | null;
+}
+
+export const backboneStep = defineStep<BackboneParams>({
+  type: 'backbone.load',
+  version: 1,
+  description: 'Loads a pretrained ONNX image classifier: a catalogue name, a local .onnx path, or a URL with its sha256.',
+  paramsSchema: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['model'],
+    properties: {
+      model: {
+        type: 'string',
+        minLength: 1,
+        description: 'Catalogue name (e.g. mobilenetv2-12-int8, resnet50-v1-12), a path to an .onnx file, or an https URL.',
+      },
+      sha256: { type: 'string', pattern: '^[0-9a-fA-F]{64}$', description: 'Required with a URL: the file is verified against it.' },
+    },
+  },
+
+  async dependencies(params, ctx) {
+    const ref = parseModelReference(params.model, params.sha256, ctx.projectDir);
+    // A catalogue name or URL promises its hash; a local file is hashed.
+    const sha256 = ref.kind === 'path' ? await ctx.hashPath(ref.path) : expectedSha256(ref);
+    return { sha256 };
+  },
+
+  async run(ctx, params) {
+    const ref = parseModelReference(params.model, params.sha256, ctx.projectDir);
+    const resolved = await resolveModel(ref, {
+      signal: ctx.signal,
+      onProgress: (done, total) => ctx.progress(Math.round(done / 1e6), total ? Math.round(total / 1e6) : undefined, 'MB'),
+      onWarning: (m) => ctx.warn(m),
+    });
+    const bytes = await readFile(resolved.file);
+    let description;
+    try {
+      description = describeModel(parseModel(bytes, resolved.source));
+    } catch (e) {
+      throw new StepFailure((e as Error).message);
+    }
+    const { input } = description;
+    ctx.log(`${path.basename(resolved.file)}: input ${input.name} ${input.layout} ${input.width ?? '?'}x${input.height ?? '?'}, ${description.outputs.length} output(s)`);
+    await copyFile(resolved.file, path.join(ctx.outDir, 'model.onnx'));
+    const pre = resolved.entry?.preprocessing;
+    const value: BackboneValue = {
+      model: params.model,
+      sha256: resolved.sha256,
+      source: resolved.source,
+      input: { name: input.name, layout: input.layout, height: input.height, width: input.width, batch: input.batch },
+      outputs: description.outputs.map((o) => ({ name: o.name, dims: o.dims ? [...o.dims] : null })),
+      preprocessing: pre
+        ? {
+            // Catalogue normalisation is stated on 0..255 or 0..1 pixels; tensors here are 0..1.
+            mean: pre.pixelRange === '0..255' ? pre.mean.map((m) => m / 255) : [...pre.mean],
+            std: pre.pixelRange === '0..255' ? pre.std.map((s) => s / 255) : [...pre.std],
+            resizeShorterSide: pre.resizeShorterSide,
+            cropSize: pre.cropSize,
+          }
+        : null,
+    };
+    return { value: value as unknown as Json };
+  },
+});
