@@ -131,7 +131,8 @@ const onlyFor = (layout: DatasetLayout, required: string[], forbidden: string[])
   then: {
     type: 'object',
     required,
-    properties: Object.fromEntries(forbidden.map((name) => [name, false])),
+    // `true` entries declare the required names here too (ajv strictRequired).
+    properties: Object.fromEntries([...required.map((name) => [name, true]), ...forbidden.map((name) => [name, false])]),
   },
 });
 

@@ -2,7 +2,7 @@
 // validation. Bad images are reported and left out, never fatal; a dataset
 // that cannot train a classifier (no images, one class) is a DatasetError.
 import { createHash } from 'node:crypto';
-import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
+import { open, readFile, realpath, stat, type FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { forEachConcurrent } from './concurrency.js';
@@ -290,11 +290,10 @@ function addWalkProblems(into: Collected, problems: WalkProblem[]): void {
 async function collectFolder(
   into: Collected,
   root: string,
-  visited: Set<string>,
-  signal: AbortSignal | undefined,
+  walk: { visited: Set<string>; claimed?: ReadonlySet<string>; signal: AbortSignal | undefined },
   toCandidate: (file: { path: string; relativePath: string }) => Candidate | { problem: SkippedFile },
 ): Promise<number> {
-  const walked = await walkFiles(root, { visited, signal });
+  const walked = await walkFiles(root, walk);
   addWalkProblems(into, walked.problems);
   into.ignored.push(...walked.ignored);
   let found = 0;
@@ -323,14 +322,14 @@ async function collectByFileName(
     spec.train,
     `check dataset.labelRule (now: ${describeLabelRule(spec.labelRule)}) against the file names in ${spec.train}`,
   );
-  const visited = new Set<string>();
+  const walk = { visited: new Set<string>(), signal };
   const labelled = (group: 'pool' | 'val') => (file: { path: string; relativePath: string }) => {
     const outcome = rule.labelOf(path.basename(file.path));
     if ('reason' in outcome) return { problem: { path: file.path, kind: 'no-label' as const, reason: outcome.reason } };
     return { path: file.path, key: file.relativePath, group, className: outcome.label, id: null };
   };
-  await collectFolder(collected, spec.train, visited, signal, labelled('pool'));
-  if (spec.val) await collectFolder(collected, spec.val, visited, signal, labelled('val'));
+  await collectFolder(collected, spec.train, walk, labelled('pool'));
+  if (spec.val) await collectFolder(collected, spec.val, walk, labelled('val'));
   collected.classes = rule.declaredClasses ?? sortClassNames(collected.candidates.map((c) => c.className!));
   return collected;
 }
@@ -373,7 +372,14 @@ async function collectByFolders(
     );
   }
 
-  const visited = new Set<string>();
+  const valListing = spec.val ? await listSubfolders(spec.val) : null;
+  // Class folders belong to their class: a link from one into another is not followed.
+  const classFolders = [
+    ...classes.map((name) => path.join(spec.train, name)),
+    ...(valListing?.folders ?? []).map((name) => path.join(spec.val!, name)),
+  ];
+  const claimed = new Set(await Promise.all(classFolders.map((folder) => realpath(folder))));
+  const walk = { visited: new Set<string>(), claimed, signal };
   const inClass = (group: 'pool' | 'val', className: string) => (file: { path: string; relativePath: string }) => ({
     path: file.path,
     key: `${className}/${file.relativePath}`,
@@ -383,12 +389,11 @@ async function collectByFolders(
   });
   for (const className of classes) {
     const folder = path.join(spec.train, className);
-    const found = await collectFolder(collected, folder, visited, signal, inClass('pool', className));
+    const found = await collectFolder(collected, folder, walk, inClass('pool', className));
     if (found === 0) collected.warnings.push(`class folder ${folder} has no image files`);
   }
 
-  if (spec.val) {
-    const valListing = await listSubfolders(spec.val);
+  if (spec.val && valListing) {
     addWalkProblems(collected, valListing.problems);
     const unknown = valListing.folders.filter((name) => !classes.includes(name));
     if (unknown.length > 0) {
@@ -404,7 +409,7 @@ async function collectByFolders(
     }
     for (const className of valListing.folders) {
       const folder = path.join(spec.val, className);
-      await collectFolder(collected, folder, visited, signal, inClass('val', className));
+      await collectFolder(collected, folder, walk, inClass('val', className));
     }
     const missing = classes.filter((name) => !valListing.folders.includes(name));
     if (missing.length > 0) collected.warnings.push(`validation folder ${spec.val} has no folder for class(es) ${missing.join(', ')}`);
@@ -515,7 +520,7 @@ async function readManifest(manifest: string, field: string, group: 'pool' | 'va
 async function collectTest(folder: string, into: Collected, signal: AbortSignal | undefined): Promise<void> {
   await requireFolder(folder, 'test');
   const ids = new Map<string, string>();
-  await collectFolder(into, folder, new Set(), signal, (file) => {
+  await collectFolder(into, folder, { visited: new Set(), signal }, (file) => {
     const id = idFromFileName(path.basename(file.path));
     const previous = ids.get(String(id));
     if (previous !== undefined) into.warnings.push(`test images ${previous} and ${file.path} have the same id ${JSON.stringify(id)}`);

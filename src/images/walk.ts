@@ -33,6 +33,8 @@ export interface WalkResult {
 export interface WalkOptions {
   /** Real paths of folders already walked (shared across calls to avoid scanning a folder twice). */
   visited?: Set<string>;
+  /** Real paths of folders that other walks own (sibling class folders): not entered through links. */
+  claimed?: ReadonlySet<string>;
   signal?: AbortSignal;
 }
 
@@ -75,19 +77,20 @@ export async function walkFiles(root: string, options: WalkOptions = {}): Promis
     return result;
   }
   visited.add(rootReal);
-  await walkInto(root, '', [rootReal], visited, result, options.signal);
+  await walkInto(root, '', rootReal, { visited, claimed: options.claimed ?? new Set(), result, signal: options.signal });
   result.files.sort((a, b) => compareCodePoints(a.relativePath, b.relativePath));
   return result;
 }
 
-async function walkInto(
-  dir: string,
-  relativeDir: string,
-  ancestors: string[],
-  visited: Set<string>,
-  result: WalkResult,
-  signal: AbortSignal | undefined,
-): Promise<void> {
+interface WalkState {
+  visited: Set<string>;
+  claimed: ReadonlySet<string>;
+  result: WalkResult;
+  signal: AbortSignal | undefined;
+}
+
+async function walkInto(dir: string, relativeDir: string, dirReal: string, state: WalkState): Promise<void> {
+  const { visited, claimed, result, signal } = state;
   signal?.throwIfAborted();
   let entries: Dirent<Buffer>[];
   try {
@@ -123,7 +126,8 @@ async function walkInto(
         result.problems.push({ path: fullPath, kind: 'unreadable', reason: `cannot resolve folder (${(error as Error).message})` });
         continue;
       }
-      if (ancestors.includes(real)) {
+      // A link to this folder or any folder above it (inside the dataset or not) would loop.
+      if (dirReal === real || dirReal.startsWith(real.endsWith(path.sep) ? real : real + path.sep)) {
         result.problems.push({
           path: fullPath,
           kind: 'symlink-loop',
@@ -131,7 +135,7 @@ async function walkInto(
         });
         continue;
       }
-      if (visited.has(real)) {
+      if (visited.has(real) || claimed.has(real)) {
         result.problems.push({
           path: fullPath,
           kind: 'already-scanned',
@@ -140,7 +144,7 @@ async function walkInto(
         continue;
       }
       visited.add(real);
-      await walkInto(fullPath, relativePath, [...ancestors, real], visited, result, signal);
+      await walkInto(fullPath, relativePath, real, state);
     }
   }
 }
