@@ -1,5 +1,7 @@
 // What each `tlpipe` command does. Parsing is in cli.ts; the work is in runner/.
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { predictImages } from './predict/predict.js';
 import type { Pipeline } from './runner/analyze.js';
 import { pipelineSchema } from './runner/analyze.js';
 import { formatDuration, PlainReporter, type Reporter, TerminalReporter, useColor } from './runner/reporters.js';
@@ -248,4 +250,29 @@ const compare: Command = async (ctx) => {
   return ExitCode.ok;
 };
 
-export const commands: Record<string, Command> = { run, status, validate, runs, show, gc, steps, schema, compare };
+const predict: Command = async (ctx) => {
+  const [model, ...inputs] = ctx.args;
+  if (!model || !inputs.length) throw new UsageError('Usage: tlpipe predict MODEL.onnx IMAGE_OR_FOLDER... [--out predictions.csv]');
+  const result = await predictImages(model, inputs);
+  const header = ['id', 'label', 'confidence', ...result.labels.map((l) => `p_${l}`)];
+  const rows = result.predictions.map((p) => [p.id, p.labelIndex, p.confidence.toFixed(6), ...p.probabilities.map((x) => x.toFixed(6))].join(','));
+  const csv = `${[header.join(','), ...rows].join('\n')}\n`;
+  if (ctx.values.out) {
+    await writeFileAtomic(path.resolve(ctx.values.out), csv);
+    say(`wrote ${result.predictions.length} predictions to ${ctx.values.out}`);
+  } else {
+    for (const p of result.predictions) print(`${path.relative(process.cwd(), p.path)}\t${p.label}\t${(100 * p.confidence).toFixed(1)}%`);
+  }
+  for (const f of result.failed) say(`skipped ${f.path}: ${f.reason}`);
+  if (result.failed.length) say(`${result.failed.length} image(s) could not be read.`);
+  return result.predictions.length ? ExitCode.ok : ExitCode.runFailed;
+};
+
+async function writeFileAtomic(file: string, text: string): Promise<void> {
+  const tmp = `${file}.tlpipe-tmp-${process.pid}`;
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFile(tmp, text);
+  await rename(tmp, file);
+}
+
+export const commands: Record<string, Command> = { run, status, validate, runs, show, gc, steps, schema, compare, predict };

@@ -35,6 +35,8 @@ export interface MergeOptions {
   labels: string[];
   /** Names the backbone in messages. */
   source?: string;
+  /** More metadata_props entries (e.g. the preprocessing a predictor must apply). */
+  metadata?: Record<string, string>;
 }
 
 export const PROBABILITIES_OUTPUT = 'probabilities';
@@ -153,9 +155,10 @@ export function mergeBackboneAndHead(featureModelBytes: Uint8Array, head: HeadWe
   }
   const classes = options.labels.length;
   g.outputs = [makeValueInfo({ name: probabilities, type: 'float32', dims: [features.batchDim, classes] })];
+  const added = { [LABELS_METADATA_KEY]: JSON.stringify(options.labels), ...options.metadata };
   model.metadata = [
-    ...model.metadata.filter((m) => m.key !== LABELS_METADATA_KEY),
-    { key: LABELS_METADATA_KEY, value: JSON.stringify(options.labels) },
+    ...model.metadata.filter((m) => !(m.key in added)),
+    ...Object.entries(added).map(([key, value]) => ({ key, value })),
   ];
   return encodeModel(model);
 }

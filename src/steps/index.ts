@@ -1,5 +1,27 @@
 // The built-in step types, registered in one place.
 import type { Step } from '../runner/step.js';
+import { backboneStep } from './backbone.js';
+import { datasetStep } from './dataset.js';
+import { evaluateStep } from './evaluate.js';
 import { execStep } from './exec.js';
+import { exportCsvStep } from './export-csv.js';
+import { exportModelStep } from './export-model.js';
+import { featuresStep } from './features.js';
+import { freezeStep } from './freeze.js';
+import { headStep } from './head.js';
+import { trainStep } from './train.js';
+import { transformStep } from './transform.js';
 
-export const builtinSteps: Step[] = [execStep];
+export const builtinSteps: Step[] = [
+  execStep,
+  datasetStep,
+  transformStep,
+  backboneStep,
+  freezeStep,
+  featuresStep,
+  headStep,
+  trainStep,
+  evaluateStep,
+  exportCsvStep,
+  exportModelStep,
+];

@@ -85,8 +85,9 @@ export function decodeHead(bytes: Uint8Array): TrainedHead {
   const floats = header.layers.reduce((n, l) => n + l.inFeatures * l.outFeatures + l.outFeatures, 0);
   if (bytes.length !== dataStart + floats * 4)
     throw new HeadFormatError(`head file has ${bytes.length} bytes, expected ${dataStart + floats * 4}`);
-  // Copy so the result is aligned and independent of the input buffer.
-  const data = new Float32Array(bytes.slice(dataStart).buffer);
+  // Copy so the result is aligned and independent of the input buffer. (A Node
+  // Buffer's own slice() shares memory, so use Uint8Array's, which copies.)
+  const data = new Float32Array(Uint8Array.prototype.slice.call(bytes, dataStart).buffer);
   let at = 0;
   const take = (n: number) => data.slice(at, (at += n));
   const weights: HeadWeights = {

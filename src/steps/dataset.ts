@@ -1,0 +1,85 @@
+// `images.dataset`: finds, labels, validates and splits the images. Its
+// artifact is a manifest (path, content hash, label, id, split), so the cache
+// follows the data's content, not its timestamps. Unreadable images are
+// skipped, counted and listed, never silently.
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { DatasetError, datasetSpecSchema, resolveDatasetSpec, scanDataset, type DatasetScan, type DatasetSpec } from '../images/dataset.js';
+import { StepFailure } from '../runner/errors.js';
+import { defineStep, type Json } from '../runner/step.js';
+import { withoutIds } from './schema.js';
+
+export const MANIFEST_FILE = 'manifest.json';
+
+/** The manifest file's content, as downstream stages read it. */
+export type DatasetManifest = Pick<DatasetScan, 'classes' | 'images' | 'counts' | 'validation' | 'skipped' | 'ignored' | 'warnings'>;
+
+const SHOWN_SKIPS = 20;
+
+export const datasetStep = defineStep<DatasetSpec>({
+  type: 'images.dataset',
+  version: 1,
+  description: 'Image folders (Kaggle file-name labels, one folder per class) or a CSV manifest; stratified validation split; corrupt images skipped and listed.',
+  paramsSchema: withoutIds(datasetSpecSchema),
+
+  async dependencies(params, ctx) {
+    let spec;
+    try {
+      spec = resolveDatasetSpec(params, ctx.projectDir);
+    } catch (e) {
+      throw new Error((e as Error).message);
+    }
+    // Content hashes of every folder or manifest read, and where they are (the
+    // manifest records absolute paths, so a moved dataset is a new one).
+    const roots = spec.layout === 'csv' ? [spec.manifest, path.dirname(spec.manifest), spec.valManifest, spec.test] : [spec.train, spec.val, spec.test];
+    const content: Record<string, string> = {};
+    for (const root of roots) {
+      if (!root) continue;
+      try {
+        content[root] = await ctx.hashPath(root);
+      } catch {
+        throw new Error(`${root} does not exist. Check the dataset path (relative paths start at the project folder ${ctx.projectDir}).`);
+      }
+    }
+    return content;
+  },
+
+  async run(ctx, params) {
+    let scan: DatasetScan;
+    try {
+      scan = await scanDataset(params, { baseDir: ctx.projectDir, signal: ctx.signal, onProgress: (done, total) => ctx.progress(done, total, 'images') });
+    } catch (e) {
+      if (e instanceof DatasetError) throw new StepFailure(e.message);
+      throw e;
+    }
+    const manifest: DatasetManifest = {
+      classes: scan.classes,
+      images: scan.images,
+      counts: scan.counts,
+      validation: scan.validation,
+      skipped: scan.skipped,
+      ignored: scan.ignored,
+      warnings: scan.warnings,
+    };
+    await writeFile(path.join(ctx.outDir, MANIFEST_FILE), JSON.stringify(manifest));
+
+    const perClass = (counts: { perClass: number[] }) => scan.classes.map((c, i) => `${c} ${counts.perClass[i]}`).join(', ');
+    ctx.log(`train ${scan.counts.train.total} (${perClass(scan.counts.train)}), validation ${scan.counts.val.total} (${perClass(scan.counts.val)}), test ${scan.counts.test.total}`);
+    for (const w of scan.warnings) ctx.warn(w);
+    if (scan.skipped.length) {
+      ctx.warn(`${scan.skipped.length} unreadable image(s) skipped:`);
+      for (const s of scan.skipped.slice(0, SHOWN_SKIPS)) ctx.warn(`  ${s.path}: ${s.reason}`);
+      if (scan.skipped.length > SHOWN_SKIPS) ctx.warn(`  ... and ${scan.skipped.length - SHOWN_SKIPS} more (all listed in the artifact's ${MANIFEST_FILE})`);
+    }
+    return {
+      value: {
+        classes: scan.classes,
+        counts: { train: scan.counts.train.total, val: scan.counts.val.total, test: scan.counts.test.total },
+        validation: scan.validation,
+        skipped: scan.skipped.map((s) => ({ path: s.path, reason: s.reason })),
+        ignored: scan.ignored,
+      } as unknown as Json,
+      metrics: { images: scan.images.length, skipped: scan.skipped.length },
+    };
+  },
+});

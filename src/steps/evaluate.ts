@@ -1,0 +1,62 @@
+// `head.evaluate`: accuracy, loss, per-class precision/recall/F1 and the
+// confusion matrix on the validation split, plus the misclassified images.
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { evaluate, predict } from '../train/evaluate.js';
+import { decodeHead } from '../train/serialize.js';
+import { StepFailure } from '../runner/errors.js';
+import { defineStep, type Json } from '../runner/step.js';
+import { readFeatureTable, splitFeatures } from './feature-table.js';
+import { HEAD_FILE } from './head.js';
+
+export const evaluateStep = defineStep<{ split: 'val' | 'train' }>({
+  type: 'head.evaluate',
+  version: 1,
+  description: 'Accuracy, loss, per-class precision, recall and F1, and the confusion matrix on the validation split.',
+  inputs: {
+    train: { description: 'the head.train stage' },
+    features: { description: 'the features.extract stage' },
+    dataset: { description: 'the images.dataset stage' },
+  },
+  paramsSchema: {
+    type: 'object',
+    additionalProperties: false,
+    properties: { split: { enum: ['val', 'train'], default: 'val', description: 'The split to evaluate on.' } },
+  },
+  async run(ctx, params, inputs) {
+    const head = decodeHead(await readFile(inputs.train!.file(HEAD_FILE)));
+    const table = await readFeatureTable(inputs.features!, inputs.dataset!);
+    const split = splitFeatures(table, params.split);
+    if (!split.images.length) throw new StepFailure(`the ${params.split} split has no images: give a validation folder or a valFraction above 0`);
+    const result = await evaluate(head.weights, split.features, split.labels, head.classes);
+    const { probabilities, labels } = await predict(head.weights, split.features);
+    const C = head.classes.length;
+    const misclassified = split.images
+      .map((image, i) => ({ image, i }))
+      .filter(({ i }) => labels[i] !== split.labels[i])
+      .map(({ image, i }) => ({
+        path: image.path,
+        id: image.id,
+        trueLabel: head.classes[split.labels[i]!]!,
+        predictedLabel: head.classes[labels[i]!]!,
+        confidence: probabilities[i * C + labels[i]!]!,
+      }))
+      .sort((a, b) => b.confidence - a.confidence);
+    const report = {
+      classes: head.classes,
+      perClass: result.perClass.map((c) => ({ class: c.name, precision: c.precision, recall: c.recall, f1: c.f1, support: c.support })),
+      confusion: result.confusion,
+      misclassified,
+    };
+    await writeFile(path.join(ctx.outDir, 'evaluation.json'), JSON.stringify({ ...result, ...report }, null, 1));
+    ctx.log(`${params.split}: accuracy ${(100 * result.accuracy).toFixed(2)}% (${result.count - misclassified.length}/${result.count}), loss ${result.loss.toFixed(4)}, macro F1 ${result.macroF1.toFixed(4)}`);
+    for (const c of report.perClass) {
+      ctx.log(`  ${c.class}: precision ${c.precision.toFixed(4)} recall ${c.recall.toFixed(4)} F1 ${c.f1.toFixed(4)} (${c.support})`);
+    }
+    ctx.log(`  confusion (rows true, columns predicted ${head.classes.join(', ')}): ${result.confusion.map((r) => `[${r.join(' ')}]`).join(' ')}`);
+    return {
+      value: report as unknown as Json,
+      metrics: { accuracy: result.accuracy, loss: result.loss, macroF1: result.macroF1, count: result.count },
+    };
+  },
+});

@@ -1,0 +1,66 @@
+// `export.csv`: predictions for the test images as `id,label` sorted by numeric
+// id (the Kaggle submission format), optionally with class probabilities.
+// The runner publishes the file atomically to `to`.
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { compareIds } from '../images/order.js';
+import { predict } from '../train/evaluate.js';
+import { decodeHead } from '../train/serialize.js';
+import { StepFailure } from '../runner/errors.js';
+import { defineStep } from '../runner/step.js';
+import { readFeatureTable, splitFeatures } from './feature-table.js';
+import { HEAD_FILE } from './head.js';
+
+export interface ExportCsvParams {
+  to: string;
+  label: 'index' | 'name';
+  probabilities: boolean;
+}
+
+/** RFC 4180 quoting, only where needed. */
+const csvField = (v: string | number) => {
+  const s = String(v);
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+};
+
+export const exportCsvStep = defineStep<ExportCsvParams>({
+  type: 'export.csv',
+  version: 1,
+  description: 'Writes the test images\' predictions as a CSV `id,label` sorted by numeric id (Kaggle format), optionally with class probabilities.',
+  inputs: {
+    train: { description: 'the head.train stage' },
+    features: { description: 'the features.extract stage' },
+    dataset: { description: 'the images.dataset stage' },
+  },
+  paramsSchema: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['to'],
+    properties: {
+      to: { type: 'string', minLength: 1, description: 'Where to write the CSV, inside the project.' },
+      label: { enum: ['index', 'name'], default: 'index', description: "'index': the class number (cat 0, dog 1); 'name': the class name." },
+      probabilities: { type: 'boolean', default: false, description: 'Add one probability column per class.' },
+    },
+  },
+  async run(ctx, params, inputs) {
+    const to = ctx.outputPath(params.to);
+    const head = decodeHead(await readFile(inputs.train!.file(HEAD_FILE)));
+    const table = await readFeatureTable(inputs.features!, inputs.dataset!);
+    const test = splitFeatures(table, 'test');
+    if (!test.images.length) throw new StepFailure('there are no test images: give the dataset a test folder');
+    const { labels, probabilities } = await predict(head.weights, test.features);
+    const C = head.classes.length;
+    const order = test.images.map((image, i) => i).sort((a, b) => compareIds(test.images[a]!.id ?? '', test.images[b]!.id ?? ''));
+    const header = ['id', 'label', ...(params.probabilities ? head.classes.map((c) => `p_${c}`) : [])];
+    const lines = [header.map(csvField).join(',')];
+    for (const i of order) {
+      const label = params.label === 'name' ? head.classes[labels[i]!]! : labels[i]!;
+      const probs = params.probabilities ? Array.from(probabilities.subarray(i * C, (i + 1) * C), (p) => p.toFixed(6)) : [];
+      lines.push([test.images[i]!.id ?? path.basename(test.images[i]!.path), label, ...probs].map(csvField).join(','));
+    }
+    await writeFile(path.join(ctx.outDir, 'predictions.csv'), `${lines.join('\n')}\n`);
+    const counts = head.classes.map((c, k) => `${c} ${labels.filter((l) => l === k).length}`).join(', ');
+    ctx.log(`${order.length} predictions (${counts})`);
+    return { value: { rows: order.length }, metrics: { rows: order.length }, publish: [{ file: 'predictions.csv', to }] };
+  },
+});

@@ -1,0 +1,153 @@
+// `features.extract`: the frozen backbone's forward pass over every image,
+// done once. Results are committed in chunks keyed by (feature model, transform,
+// image content), shared across fingerprints: a killed run resumes from the
+// last chunk, and adding images computes only the new ones.
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { extractFeatures } from '../features/extract.js';
+import { loadImageTensorInto } from '../images/preprocess.js';
+import type { TransformSpec } from '../images/transform-spec.js';
+import { canonicalJson, sha256 } from '../runner/fingerprint.js';
+import { StepFailure } from '../runner/errors.js';
+import { defineStep, type Json, type StepContext } from '../runner/step.js';
+import type { DatasetImage } from '../images/dataset.js';
+import { type DatasetManifest, MANIFEST_FILE } from './dataset.js';
+import { resolveDevice } from './device.js';
+import type { FreezeValue } from './freeze.js';
+import { decodeFeatureChunk, encodeFeatureChunk, FEATURES_FILE, ROWS_FILE, type FeatureRows } from './feature-table.js';
+
+export interface FeaturesParams {
+  batchSize?: number;
+  /** Images per committed chunk: the most work a kill can lose. */
+  chunkSize: number;
+  device: 'auto' | 'cpu' | 'cuda';
+  intraOpThreads?: number;
+  loadConcurrency?: number;
+}
+
+const VERSION = 1;
+
+export const featuresStep = defineStep<FeaturesParams>({
+  type: 'features.extract',
+  version: VERSION,
+  description: "Runs the frozen backbone once over every image (train, validation, test) and caches the feature vectors; resumable, and only new images are computed.",
+  inputs: {
+    dataset: { description: 'the images.dataset stage' },
+    transform: { description: 'the images.transform stage' },
+    model: { description: 'the backbone.freeze stage' },
+  },
+  paramsSchema: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      batchSize: { type: 'integer', minimum: 1, maximum: 4096, description: 'Images per inference call (default 32).' },
+      chunkSize: { type: 'integer', minimum: 1, maximum: 1000000, default: 256, description: 'Images per committed chunk: the most work an interruption can lose.' },
+      device: { enum: ['auto', 'cpu', 'cuda'], default: 'auto', description: "'cuda' needs onnxruntime-node's CUDA provider (see README); 'auto' falls back to CPU." },
+      intraOpThreads: { type: 'integer', minimum: 1, maximum: 1024, description: 'onnxruntime threads (default: all cores).' },
+      loadConcurrency: { type: 'integer', minimum: 1, maximum: 1024, description: 'Images decoded at once (default: cores + 1).' },
+    },
+  },
+
+  async run(ctx, params, inputs) {
+    const manifest = JSON.parse(await readFile(inputs.dataset!.file(MANIFEST_FILE), 'utf8')) as DatasetManifest;
+    const spec = JSON.parse(await readFile(inputs.transform!.file('transform.json'), 'utf8')) as TransformSpec;
+    const modelPath = inputs.model!.file('features.onnx');
+    const { featureWidth } = inputs.model!.value as unknown as FreezeValue;
+    const device = resolveDevice(params.device, ctx);
+
+    // The scope names what a feature vector depends on: not the dataset, so
+    // that vectors survive adding or removing images.
+    const scope = sha256(canonicalJson({ step: VERSION, model: inputs.model!.fingerprint, transform: spec }));
+    const chunks = ctx.chunks(scope);
+    const known = new Map<string, Float32Array>();
+    for (const chunk of await chunks.readAll()) {
+      const decoded = decodeFeatureChunk(chunk, featureWidth);
+      if (decoded) for (const [hash, row] of decoded) known.set(hash, row);
+    }
+
+    // Identical files (same hash) are computed once.
+    const todo: DatasetImage[] = [];
+    const queued = new Set<string>();
+    for (const image of manifest.images) {
+      if (known.has(image.hash) || queued.has(image.hash)) continue;
+      queued.add(image.hash);
+      todo.push(image);
+    }
+    const failed: { path: string; reason: string }[] = [];
+    if (known.size) ctx.log(`${known.size} feature vectors from earlier work; ${todo.length} images to compute`);
+    await computeMissing(ctx, { todo, modelPath, spec, device, params, featureWidth, known, failed, append: (b) => chunks.append(b) });
+
+    // The artifact: one row per usable image, in manifest order.
+    const rows: number[] = [];
+    manifest.images.forEach((image, i) => {
+      if (known.has(image.hash)) rows.push(i);
+    });
+    const matrix = new Float32Array(rows.length * featureWidth);
+    rows.forEach((imageIndex, r) => matrix.set(known.get(manifest.images[imageIndex]!.hash)!, r * featureWidth));
+    await writeFile(path.join(ctx.outDir, FEATURES_FILE), new Uint8Array(matrix.buffer));
+    const table: FeatureRows = { width: featureWidth, rows, failed };
+    await writeFile(path.join(ctx.outDir, ROWS_FILE), JSON.stringify(table));
+    if (failed.length) {
+      ctx.warn(`${failed.length} image(s) could not be decoded and were skipped:`);
+      for (const f of failed.slice(0, 20)) ctx.warn(`  ${f.path}: ${f.reason}`);
+    }
+    return {
+      value: { images: rows.length, featureWidth, failed: failed as unknown as Json, computed: todo.length - failed.length, device },
+      metrics: { images: rows.length, computed: todo.length - failed.length, failed: failed.length },
+      chunkScopes: [scope],
+    };
+  },
+});
+
+interface ComputeJob {
+  todo: DatasetImage[];
+  modelPath: string;
+  spec: TransformSpec;
+  device: 'cpu' | 'cuda';
+  params: FeaturesParams;
+  featureWidth: number;
+  known: Map<string, Float32Array>;
+  failed: { path: string; reason: string }[];
+  append: (chunk: Uint8Array) => Promise<void>;
+}
+
+async function computeMissing(ctx: StepContext, job: ComputeJob): Promise<void> {
+  const { todo, featureWidth, known, failed } = job;
+  if (!todo.length) return;
+  let pending: [string, Float32Array][] = [];
+  const commit = async () => {
+    if (!pending.length) return;
+    await job.append(encodeFeatureChunk(pending, featureWidth));
+    pending = [];
+  };
+  ctx.progress(0, todo.length, 'images');
+  try {
+    for await (const batch of extractFeatures<DatasetImage>({
+      modelPath: job.modelPath,
+      items: todo,
+      load: (image, target, offset) => loadImageTensorInto(image.path, job.spec, target, offset),
+      batchSize: job.params.batchSize,
+      intraOpThreads: job.params.intraOpThreads,
+      loadConcurrency: job.params.loadConcurrency,
+      device: job.device,
+      signal: ctx.signal,
+      onProgress: (n) => ctx.progress(n, todo.length, 'images'),
+      onError: (image, error) => failed.push({ path: image.path, reason: (error as Error).message }),
+    })) {
+      if (batch.featureWidth !== featureWidth) {
+        throw new StepFailure(`the feature model gives ${batch.featureWidth} values per image, but the freeze stage said ${featureWidth}`);
+      }
+      batch.items.forEach((image, i) => {
+        const row = batch.features.slice(i * featureWidth, (i + 1) * featureWidth);
+        known.set(image.hash, row);
+        pending.push([image.hash, row]);
+      });
+      if (pending.length >= job.params.chunkSize) await commit();
+    }
+    await commit();
+  } catch (e) {
+    // Keep what was computed before the interruption or error.
+    await commit().catch(() => undefined);
+    throw e;
+  }
+}

@@ -1,0 +1,89 @@
+// `head.train`: trains the head on the cached features (cross-entropy; Adam,
+// AdamW or SGD; early stopping keeping the best epoch) and prints each epoch's
+// train and validation loss and accuracy, as the classic script does.
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { decodeHead, encodeHead } from '../train/serialize.js';
+import { trainSpecSchema, type TrainSpec } from '../train/spec.js';
+import { train } from '../train/train.js';
+import { StepFailure } from '../runner/errors.js';
+import { defineStep, type Json } from '../runner/step.js';
+import { type DeviceChoice, resolveDevice } from './device.js';
+import { readFeatureTable, splitFeatures } from './feature-table.js';
+import { HEAD_FILE } from './head.js';
+import { withoutIds } from './schema.js';
+
+type TrainParams = Omit<TrainSpec, 'device'> & { device: DeviceChoice };
+
+const pct = (x: number | null) => (x === null ? '-' : `${(100 * x).toFixed(2)}%`);
+const num = (x: number | null) => (x === null ? '-' : x.toFixed(4));
+
+export const trainStep = defineStep<TrainParams>({
+  type: 'head.train',
+  version: 1,
+  description: 'Trains the head on the cached features; prints train and validation loss and accuracy per epoch; keeps the best epoch.',
+  inputs: {
+    head: { description: 'the head.define stage' },
+    features: { description: 'the features.extract stage' },
+    dataset: { description: 'the images.dataset stage' },
+  },
+  paramsSchema: (() => {
+    const schema = withoutIds(trainSpecSchema) as { properties: Record<string, unknown> };
+    return {
+      ...schema,
+      properties: {
+        ...schema.properties,
+        device: { enum: ['auto', 'cpu', 'cuda'], default: 'auto', description: "'cuda' runs the ONNX training graph on the CUDA provider (see README); 'auto' falls back to the CPU." },
+      },
+    };
+  })(),
+
+  async run(ctx, params, inputs) {
+    const head = decodeHead(await readFile(inputs.head!.file(HEAD_FILE)));
+    const table = await readFeatureTable(inputs.features!, inputs.dataset!);
+    const trainSplit = splitFeatures(table, 'train');
+    const valSplit = splitFeatures(table, 'val');
+    if (!trainSplit.images.length) throw new StepFailure('there are no training images with features: check the dataset stage');
+    const device = resolveDevice(params.device, ctx);
+    ctx.log(`${trainSplit.images.length} training and ${valSplit.images.length} validation feature vectors of width ${table.width}`);
+    let result;
+    try {
+      result = await train({
+        data: {
+          featureWidth: table.width,
+          classes: head.classes.length,
+          train: { features: trainSplit.features, labels: trainSplit.labels },
+          ...(valSplit.images.length ? { val: { features: valSplit.features, labels: valSplit.labels } } : {}),
+        },
+        head: head.spec,
+        initialWeights: head.weights,
+        spec: { ...params, device },
+        signal: ctx.signal,
+        onEpoch: (m) =>
+          ctx.log(
+            `epoch ${m.epoch}/${params.epochs}: train loss ${num(m.trainLoss)} acc ${pct(m.trainAccuracy)} | val loss ${num(m.valLoss)} acc ${pct(m.valAccuracy)}`,
+          ),
+      });
+    } catch (e) {
+      if (ctx.signal.aborted) throw e;
+      throw new StepFailure((e as Error).message);
+    }
+    ctx.log(`engine ${result.engine} on ${result.device} (${result.engineReason}); best epoch ${result.bestEpoch}${result.stoppedEarly ? ', stopped early' : ''}`);
+    await writeFile(
+      path.join(ctx.outDir, HEAD_FILE),
+      encodeHead({ spec: head.spec, classes: head.classes, weights: result.weights, metadata: { bestEpoch: result.bestEpoch } }),
+    );
+    const best = result.history[result.bestEpoch - 1]!;
+    return {
+      value: {
+        history: result.history,
+        bestEpoch: result.bestEpoch,
+        stoppedEarly: result.stoppedEarly,
+        classes: head.classes,
+        engine: result.engine,
+        device: result.device,
+      } as unknown as Json,
+      metrics: { bestEpoch: result.bestEpoch, trainLoss: best.trainLoss, trainAccuracy: best.trainAccuracy, valLoss: best.valLoss, valAccuracy: best.valAccuracy },
+    };
+  },
+});
