@@ -244,12 +244,14 @@ describe('loadImageTensor', () => {
       .toBuffer();
     assert.equal((await sharp(jpeg).metadata()).orientation, 6);
     const size = { width: 20, height: 40 };
-    const tensor = await loadImageTensor(jpeg, resolveTransform({ resize: null, centerCrop: size }));
-    const red = (x: number, y: number) => at(tensor, size, x, y, 0) > 1.5 && at(tensor, size, x, y, 2) < -1.2;
-    const blue = (x: number, y: number) => at(tensor, size, x, y, 2) > 2 && at(tensor, size, x, y, 0) < -1.5;
-    for (const x of [0, 10, 19]) {
-      assert.ok(red(x, 2) && red(x, 15), `top is red at x=${x}`);
-      assert.ok(blue(x, 25) && blue(x, 38), `bottom is blue at x=${x}`);
+    for (const resampler of ['pil', 'libvips'] as const) {
+      const tensor = await loadImageTensor(jpeg, resolveTransform({ resize: { width: 20, height: 40 }, centerCrop: size, resampler }));
+      const red = (x: number, y: number) => at(tensor, size, x, y, 0) > 1.5 && at(tensor, size, x, y, 2) < -1.2;
+      const blue = (x: number, y: number) => at(tensor, size, x, y, 2) > 2 && at(tensor, size, x, y, 0) < -1.5;
+      for (const x of [0, 10, 19]) {
+        assert.ok(red(x, 2) && red(x, 15), `${resampler}: top is red at x=${x}`);
+        assert.ok(blue(x, 25) && blue(x, 38), `${resampler}: bottom is blue at x=${x}`);
+      }
     }
   });
 

@@ -150,7 +150,7 @@ describe('filename layout', () => {
   it('uses a validation folder labelled by the same rule', async () => {
     const root = await folderOf(await images(['t/cat.1.jpg', 't/dog.1.jpg', 'v/cat.9.jpg', 'v/dog.9.jpg', 'v/x.jpg']));
     const scan = await scanDataset({ layout: 'filename', train: 't', val: 'v' }, { baseDir: root });
-    assert.equal(scan.validation, 'folder');
+    assert.equal(scan.validation, 'declared');
     assert.deepEqual(names(scan, 'val'), ['cat.9.jpg', 'dog.9.jpg', 'x.jpg']);
     assert.deepEqual(scan.counts.val.perClass, [1, 2]);
   });
@@ -165,7 +165,7 @@ describe('folders layout', () => {
     });
     const scan = await scanDataset({ layout: 'folders', train: 'train', val: 'val', test: 'test' }, { baseDir: root });
     assert.deepEqual(scan.classes, ['ants', 'bees']);
-    assert.equal(scan.validation, 'folder');
+    assert.equal(scan.validation, 'declared');
     assert.deepEqual(names(scan, 'train'), ['a1.jpg', 'a2.jpg', 'b1.jpg', 'b2.jpg']);
     assert.deepEqual(names(scan, 'val'), ['va.jpg', 'vb.jpg']);
     assert.deepEqual(scan.images.filter((i) => i.split === 'test').map((i) => i.id), [5, 't1']);

@@ -60,8 +60,8 @@ export interface DatasetScan {
   /** Sorted by split (train, val, test), then path; test images by id (numbers first, ascending). */
   images: DatasetImage[];
   counts: Record<Split, SplitCounts>;
-  /** How the validation images were chosen. */
-  validation: 'folder' | 'split' | 'none';
+  /** How the validation images were chosen: a declared folder or manifest, a stratified split of train, or none. */
+  validation: 'declared' | 'split' | 'none';
   /** Files that look like images but cannot be used, with the reason. */
   skipped: SkippedFile[];
   /** Files left out without a look: not an image extension, hidden, or not a regular file. */
@@ -153,7 +153,7 @@ export async function scanDataset(spec: DatasetSpec, options: ScanOptions = {}):
   const hasValSet = resolved.layout === 'csv' ? resolved.valManifest !== null : resolved.val !== null;
   let validation: DatasetScan['validation'];
   if (hasValSet) {
-    validation = 'folder';
+    validation = 'declared';
   } else if (resolved.valFraction > 0) {
     validation = 'split';
     const { val } = stratifiedSplit(pool, (image) => image.label!, (image) => image.key, resolved.valFraction, resolved.seed);

@@ -1,7 +1,9 @@
 // Image file → normalised float tensor, reproducing torchvision's
-// Resize / CenterCrop / ToTensor / Normalize on PIL images, with sharp doing
-// decode, orientation, colour conversion, resize and crop in one pipeline
-// and a table-driven loop doing the float conversion.
+// Resize / CenterCrop / ToTensor / Normalize on PIL images. sharp decodes
+// (EXIF orientation, colour model to 8-bit RGB, alpha dropped); Pillow's
+// bilinear resize is reproduced exactly on just the cropped region (or,
+// with the 'libvips' resampler, sharp resizes and crops in its pipeline);
+// a table-driven loop writes the float tensor in place.
 import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import { centerCropPlacement, randomResizedCropBox, resizedSize, type Box } from './geometry.js';
