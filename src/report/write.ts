@@ -1,0 +1,57 @@
+// Writing a report file: thumbnails of the misclassified images that still
+// exist, the page, then an atomic write so a reader never opens half a file.
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { makeThumbnail } from '../images/thumbnail.js';
+import type { RunRecord } from '../runner/runs.js';
+import { evaluationOf, MISTAKES_SHOWN, shownMistakes } from './data.js';
+import { renderReport } from './html.js';
+
+/** Longest side of a thumbnail, in pixels: enough to recognise an image, small enough to embed dozens. */
+export const THUMBNAIL_SIZE = 96;
+/** Images decoded at once; decoding is CPU-bound. */
+const THUMBNAIL_CONCURRENCY = 4;
+
+/** Data URIs for the images the report shows; an image that is gone or unreadable gets none. */
+export async function thumbnailsFor(records: RunRecord[]): Promise<Map<string, string>> {
+  const paths = new Set<string>();
+  for (const r of records) {
+    const evaluation = evaluationOf(r);
+    if (evaluation) for (const m of shownMistakes(evaluation, MISTAKES_SHOWN)) if (m.path) paths.add(m.path);
+  }
+  const queue = [...paths];
+  const out = new Map<string, string>();
+  const worker = async () => {
+    for (let file = queue.shift(); file !== undefined; file = queue.shift()) {
+      try {
+        const jpeg = await makeThumbnail(path.resolve(file), THUMBNAIL_SIZE, { quality: 70 });
+        out.set(file, `data:image/jpeg;base64,${jpeg.toString('base64')}`);
+      } catch {
+        // Moved, deleted or unreadable since the run: the report shows a placeholder.
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(THUMBNAIL_CONCURRENCY, queue.length) }, worker));
+  return out;
+}
+
+export async function writeFileAtomic(file: string, data: string): Promise<void> {
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+  try {
+    await fs.writeFile(tmp, data);
+    await fs.rename(tmp, file);
+  } catch (e) {
+    await fs.rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+/** Renders the report of one run, or a comparison of several, into `outFile` (an HTML file). */
+export async function writeReport(records: RunRecord[], outFile: string, options: { title?: string } = {}): Promise<string> {
+  const file = path.resolve(outFile);
+  const thumbnails = await thumbnailsFor(records);
+  await writeFileAtomic(file, renderReport(records, { thumbnails, title: options.title }));
+  return file;
+}
