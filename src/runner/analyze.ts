@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { type Diagnostic, closest, didYouMean } from './diagnostic.js';
 import { PipelineInvalid } from './errors.js';
 import { type LoadedSource, type Locations, type Pointer, pointer } from './load.js';
+import { structureOnly } from './pipeline-schema.js';
 import { builtins, isModuleReference, loadUserStep } from './registry.js';
 import type { Json, JsonSchema, Step } from './step.js';
 
@@ -32,7 +33,7 @@ export interface Pipeline {
   source: LoadedSource;
 }
 
-const schemaFile = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../schemas/pipeline.schema.json');
+export const schemaFile = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../schemas/pipeline.schema.json');
 
 /** The published schema: the structure plus, for editors, each built-in step's parameters. */
 export function pipelineSchema(): JsonSchema {
@@ -44,8 +45,7 @@ function validateStructure(value: unknown): ErrorObject[] {
   if (!structureValidator) {
     // Step parameters are checked against each step's own schema below, with
     // better messages, so the editor-only per-step rules are left out here.
-    const { allOf: _editorOnly, ...structure } = pipelineSchema();
-    structureValidator = newAjv().compile(structure);
+    structureValidator = newAjv().compile(structureOnly(pipelineSchema()));
   }
   return structureValidator(value) ? [] : [...(structureValidator.errors ?? [])];
 }
