@@ -230,10 +230,16 @@ test('a separable problem reaches ~100% accuracy on both engines', async () => {
 });
 
 test("'auto' picks the engine from the head's size", () => {
-  assert.equal(chooseEngine({ engine: 'auto', device: 'cpu' }, [64, 2], 64).engine, 'typescript');
-  assert.equal(chooseEngine({ engine: 'auto', device: 'cpu' }, [1280, 512, 10], 64).engine, 'onnx');
-  assert.equal(chooseEngine({ engine: 'auto', device: 'cuda' }, [64, 2], 64).engine, 'onnx');
-  assert.throws(() => chooseEngine({ engine: 'typescript', device: 'cuda' }, [64, 2], 64), /device 'cuda' needs engine 'onnx'/);
+  const auto = { engine: 'auto', device: 'cpu' } as const;
+  assert.equal(chooseEngine(auto, [64, 2], 64, 125000).engine, 'typescript');
+  assert.equal(chooseEngine(auto, [512, 2], 64, 125000).engine, 'typescript');
+  assert.equal(chooseEngine(auto, [2048, 2], 64, 125000).engine, 'onnx');
+  assert.equal(chooseEngine(auto, [1280, 10], 64, 125000).engine, 'onnx');
+  assert.equal(chooseEngine(auto, [1280, 512, 10], 64, 125000).engine, 'onnx');
+  // With little data the ONNX sessions' setup is not worth it.
+  assert.equal(chooseEngine(auto, [1280, 10], 64, 500).engine, 'typescript');
+  assert.equal(chooseEngine({ engine: 'auto', device: 'cuda' }, [64, 2], 64, 125000).engine, 'onnx');
+  assert.throws(() => chooseEngine({ engine: 'typescript', device: 'cuda' }, [64, 2], 64, 1000), /device 'cuda' needs engine 'onnx'/);
 });
 
 test("device 'cuda' without the CUDA provider fails with instructions", async () => {

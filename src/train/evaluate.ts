@@ -30,9 +30,9 @@ export interface Evaluation extends ClassificationMetrics {
 async function logitsOf(weights: HeadWeights, features: Float32Array, options: PredictOptions): Promise<Float64Array | Float32Array> {
   checkWeights(weights);
   const width = featureWidth(weights);
-  rowCount(features, width);
+  const rows = rowCount(features, width);
   const widths = [width, ...weights.layers.map((l) => l.outFeatures)];
-  const engine = chooseForwardEngine({ engine: options.engine ?? 'auto', device: options.device ?? 'cpu' }, widths);
+  const engine = chooseForwardEngine({ engine: options.engine ?? 'auto', device: options.device ?? 'cpu' }, widths, rows);
   return engine === 'typescript'
     ? typescriptLogits(weights, features)
     : onnxLogits(weights, features, options.device ?? 'cpu');

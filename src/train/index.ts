@@ -16,7 +16,7 @@ export {
 export { DataError, resolveClassWeights, type TrainData, type LabelledFeatures } from './data.js';
 export { train, type TrainOptions, type TrainResult, type EpochMetrics } from './train.js';
 export type { EngineName } from './engine.js';
-export { chooseEngine, chooseForwardEngine, macsPerSample, estimatedMsPerEpoch, type EngineDecision } from './engine-choice.js';
+export { chooseEngine, chooseForwardEngine, macsPerSample, estimatedTrainingMs, estimatedMsPerEpoch, type EngineDecision } from './engine-choice.js';
 export { CudaUnavailableError, CUDA_UNAVAILABLE_MESSAGE, cudaProviderInstalled } from './onnx.js';
 export { evaluate, predict, type Evaluation, type Prediction, type PredictOptions } from './evaluate.js';
 export { classificationMetrics, type ClassMetrics, type ClassificationMetrics } from './metrics.js';

@@ -38,7 +38,7 @@ export interface TrainOptions {
   signal?: AbortSignal;
   /** ONNX engine only: 'float64' runs the float64 build of the graph, for checks against references. */
   precision?: 'float32' | 'float64';
-  /** ONNX engine only: onnxruntime intra-op threads (default: one per core). */
+  /** ONNX engine only: onnxruntime intra-op threads (default: 1 for small heads, else one per core). */
   threads?: number;
 }
 
@@ -97,7 +97,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const classWeights = resolveClassWeights(spec.classWeights, data.train, classes);
   const dropout = dropoutOf(options.head);
   const batchSize = Math.min(spec.batchSize, data.train.indices.length);
-  const choice = chooseEngine(spec, widths, batchSize);
+  const samplesPerEpoch = data.train.indices.length + (data.val?.indices.length ?? 0);
+  const choice = chooseEngine(spec, widths, batchSize, samplesPerEpoch * spec.epochs);
   const setup: EngineSetup = {
     widths,
     initial,
@@ -127,6 +128,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       let weightTotal = 0;
       let correct = 0;
       for (let start = 0; start < order.length; start += batchSize) {
+        if (options.signal?.aborted) options.signal.throwIfAborted();
         const rows = order.subarray(start, start + batchSize);
         const keep = dropoutKeep(dropoutRng, rows.length, hidden, dropout);
         const out = await engine.step(data.train, { rows, keep, lr, step: ++step });
