@@ -257,6 +257,26 @@ test("device 'cuda' without the CUDA provider fails with instructions", async ()
   );
 });
 
+test('training stops when its signal is aborted', async () => {
+  const all = clusters(200, 6, 2, 3, 1);
+  const controller = new AbortController();
+  const epochs: number[] = [];
+  await assert.rejects(
+    train({
+      data: { train: all, featureWidth: 6, classes: 2 },
+      head: { kind: 'linear' },
+      spec: { engine: 'typescript', epochs: 50 },
+      signal: controller.signal,
+      onEpoch: (m) => {
+        epochs.push(m.epoch);
+        if (m.epoch === 2) controller.abort();
+      },
+    }),
+    { name: 'AbortError' },
+  );
+  assert.deepEqual(epochs, [1, 2]);
+});
+
 test('bad data is refused with clear messages', async () => {
   const head: HeadSpec = { kind: 'linear' };
   await assert.rejects(

@@ -31,6 +31,18 @@ const CUDA_PROVIDER_FILE: Partial<Record<NodeJS.Platform, string>> = {
   win32: 'onnxruntime_providers_cuda.dll',
 };
 
+/** Where onnxruntime-node keeps the CUDA provider library on this platform, if it has one. */
+function cudaProviderPath(): string | undefined {
+  const file = CUDA_PROVIDER_FILE[process.platform];
+  if (!file) return undefined;
+  try {
+    const entry = createRequire(import.meta.url).resolve('onnxruntime-node');
+    return path.join(path.dirname(entry), '..', 'bin', 'napi-v6', process.platform, process.arch, file);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Whether onnxruntime-node's CUDA provider library is on disk: false when it
  * certainly is not, undefined when the package layout is not the expected one.
@@ -38,16 +50,10 @@ const CUDA_PROVIDER_FILE: Partial<Record<NodeJS.Platform, string>> = {
  * load failure to stderr before we throw our own error.
  */
 export function cudaProviderInstalled(): boolean | undefined {
-  const file = CUDA_PROVIDER_FILE[process.platform];
-  if (!file) return false;
-  try {
-    const entry = createRequire(import.meta.url).resolve('onnxruntime-node');
-    const binaries = path.join(path.dirname(entry), '..', 'bin', 'napi-v6', process.platform, process.arch);
-    if (!existsSync(binaries)) return undefined;
-    return existsSync(path.join(binaries, file));
-  } catch {
-    return undefined;
-  }
+  if (!CUDA_PROVIDER_FILE[process.platform]) return false;
+  const file = cudaProviderPath();
+  if (!file || !existsSync(path.dirname(file))) return undefined;
+  return existsSync(file);
 }
 
 export interface SessionOptions {
@@ -65,11 +71,12 @@ export async function createSession(model: Uint8Array, options: SessionOptions):
     ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
   };
   if (options.device === 'cuda' && cudaProviderInstalled() === false)
-    throw new CudaUnavailableError(new Error('onnxruntime-node has no CUDA provider library for this platform'));
+    throw new CudaUnavailableError(new Error(`onnxruntime-node's CUDA provider is not installed (${cudaProviderPath() ?? `no CUDA build for ${process.platform}`})`));
   try {
     return await ort.InferenceSession.create(model, sessionOptions);
   } catch (error) {
-    if (options.device === 'cuda') throw new CudaUnavailableError(error);
+    // The graphs themselves load on the CPU, so a failure here is the provider's (libraries, driver).
+    if (options.device === 'cuda' && /cuda|provider|shared librar|cudnn|cublas|libcu/i.test(String(error))) throw new CudaUnavailableError(error);
     throw error;
   }
 }
