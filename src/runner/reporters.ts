@@ -1,7 +1,7 @@
 // Reporters listen to run events and show them: listr2's live view in a
 // terminal, plain lines in CI or when piped. `--json` output is built from the
 // run record by summary.ts, not here.
-import { Listr, PRESET_TIMER, type ListrTaskWrapper } from 'listr2';
+import { Listr, type ListrTaskWrapper } from 'listr2';
 import type { RunEvent } from './events.js';
 
 export interface Reporter {
@@ -75,11 +75,19 @@ export class PlainReporter implements Reporter {
 
 interface StageView {
   task?: ListrTaskWrapper<unknown, never, never>;
+  /** What to show; kept here too because events can come before listr starts the task. */
+  title: string;
+  output?: string;
+  /** Everything the stage logged, printed under the view (in stage order) at the end. */
+  logs: string[];
   finish: (error?: Error) => void;
   done: Promise<void>;
 }
 
-/** listr2's live view: one line per stage with its state, time and progress. */
+/**
+ * listr2's live view: one line per stage with its state, time and progress.
+ * What stages log (epochs, evaluation) is printed below it when the run ends.
+ */
 export class TerminalReporter implements Reporter {
   private readonly stages = new Map<string, StageView>();
   private list?: Promise<unknown>;
@@ -92,25 +100,35 @@ export class TerminalReporter implements Reporter {
       return;
     }
     const view = this.stages.get(e.stage);
-    const task = view?.task;
+    if (!view) return;
     switch (e.type) {
       case 'stage-start':
-        if (task) task.title = `${e.stage}: running (${e.reason})`;
+        this.show(view, `${e.stage}: running (${e.reason})`);
         break;
       case 'stage-waiting':
-        if (task) task.title = `${e.stage}: ${e.message}`;
+        this.show(view, `${e.stage}: ${e.message}`);
         break;
       case 'stage-progress':
-        if (task) task.output = formatProgress(e.done, e.total, e.unit);
+        this.show(view, undefined, formatProgress(e.done, e.total, e.unit));
         break;
       case 'stage-log':
-        if (task) task.output = e.level === 'warn' ? `warning: ${e.message}` : e.message;
-        if (e.level === 'warn') this.pendingLogs.push(`${e.stage} warning: ${e.message}`);
+        // Live as the stage's output line; kept and printed below the view at the end.
+        this.show(view, undefined, e.level === 'warn' ? `warning: ${e.message}` : e.message);
+        view.logs.push(`  ${e.stage}${e.level === 'warn' ? ' warning' : ''}: ${e.message}`);
         break;
       case 'stage-end':
-        if (task) task.title = `${e.stage}: ${e.status === 'ran' ? 'done' : e.status}`;
-        view?.finish(e.status === 'failed' ? new Error(`${e.stage}: ${e.error ?? 'failed'}`) : undefined);
+        this.show(view, `${e.stage}: ${e.status === 'ran' ? `done in ${formatDuration(e.durationMs)}` : e.status}${e.error ? `: ${e.error.split('\n')[0]}` : ''}`);
+        view.finish(e.status === 'failed' ? new Error(`${e.stage}: ${e.error ?? 'failed'}`) : undefined);
         break;
+    }
+  }
+
+  private show(view: StageView, title?: string, output?: string): void {
+    if (title !== undefined) view.title = title;
+    if (output !== undefined) view.output = output;
+    if (view.task) {
+      view.task.title = view.title;
+      if (view.output !== undefined) view.task.output = view.output;
     }
   }
 
@@ -121,21 +139,23 @@ export class TerminalReporter implements Reporter {
         finish = (error) => (error ? reject(error) : resolve());
       });
       done.catch(() => undefined);
-      this.stages.set(name, { finish, done });
+      this.stages.set(name, { title: `${name}: waiting`, logs: [], finish, done });
     }
     const listr = new Listr(
       names.map((name) => ({
         title: `${name}: waiting`,
         task: async (_: unknown, task: ListrTaskWrapper<unknown, never, never>) => {
-          this.stages.get(name)!.task = task;
-          await this.stages.get(name)!.done;
+          const view = this.stages.get(name)!;
+          view.task = task;
+          this.show(view);
+          await view.done;
         },
       })),
       {
         concurrent: true,
         exitOnError: false,
         registerSignalListeners: false,
-        rendererOptions: { timer: PRESET_TIMER, collapseErrors: false, showErrorMessage: true } as never,
+        rendererOptions: { collapseErrors: false, showErrorMessage: true } as never,
       },
     );
     this.list = listr.run().catch(() => undefined);
@@ -144,6 +164,7 @@ export class TerminalReporter implements Reporter {
   async close(): Promise<void> {
     for (const view of this.stages.values()) view.finish();
     await this.list;
-    for (const line of this.pendingLogs) process.stderr.write(`${line}\n`);
+    const lines = [...[...this.stages.values()].flatMap((v) => v.logs), ...this.pendingLogs];
+    for (const line of lines) process.stderr.write(`${line}\n`);
   }
 }
