@@ -1,7 +1,10 @@
 // The ONNX engine: drives the training graph with onnxruntime-node, one
 // session.run per batch. Parameters and optimiser state stay as the
 // ort.Tensor objects each run returns and are fed straight back to the next
-// run, so JavaScript never copies them between steps.
+// run, so JavaScript never copies them between steps. (onnxruntime-node has
+// no device-resident outputs for CUDA, so on the GPU each run still moves the
+// parameters and optimiser state between host and device; for a head that is
+// a few hundred kilobytes at most.)
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
