@@ -98,6 +98,8 @@ export function lineChart(options: LineChartOptions): Markup {
 <text x="${f1(sx(m.x) + (right ? -5 : 5))}" y="${bottom - 8}" fill="${m.colour}" text-anchor="${right ? 'end' : 'start'}">${m.label}</text></g>`;
   });
 
+  // Many epochs: smaller dots, so the line stays readable.
+  const radius = xMax - xMin > 40 ? 1.8 : xMax - xMin > 15 ? 2.4 : 3.2;
   const drawn = series.map((s) => {
     // A missing value (no validation split that epoch) breaks the line instead of bridging the gap.
     const segments: string[][] = [[]];
@@ -112,7 +114,7 @@ export function lineChart(options: LineChartOptions): Markup {
       .filter((p): p is { x: number; y: number } => p.y !== null)
       .map(
         (p) =>
-          html`<circle cx="${f1(sx(p.x))}" cy="${f1(sy(p.y))}" r="3.2" fill="${s.dashed ? '#fff' : s.colour}" stroke="${s.colour}" data-series="${s.kind}" data-run="${s.run}" data-x="${p.x}" data-y="${p.y}"><title>${s.label}, epoch ${p.x}: ${options.formatY(p.y)}</title></circle>`,
+          html`<circle cx="${f1(sx(p.x))}" cy="${f1(sy(p.y))}" r="${radius}" fill="${s.dashed ? '#fff' : s.colour}" stroke="${s.colour}" data-series="${s.kind}" data-run="${s.run}" data-x="${p.x}" data-y="${p.y}"><title>${s.label}, epoch ${p.x}: ${options.formatY(p.y)}</title></circle>`,
       );
     return html`<g class="series" data-series="${s.kind}" data-run="${s.run}">${lines}${circles}</g>`;
   });

@@ -16,6 +16,8 @@ function mix(from: Rgb, to: Rgb, t: number): string {
 
 /** Past this many classes, cells show colour only; counts stay in tooltips and data-count. */
 const DENSE_CLASSES = 16;
+/** Past this many, cells shrink and column names turn vertical to fit. */
+const COMPACT_CLASSES = 5;
 
 /**
  * Colour is the share of the true class's images in the cell (its row), so a
@@ -24,8 +26,9 @@ const DENSE_CLASSES = 16;
  */
 export function confusionMatrix(classes: string[], confusion: number[][], run: string): Markup {
   const dense = classes.length > DENSE_CLASSES;
+  const size = dense ? ' dense' : classes.length > COMPACT_CLASSES ? ' compact' : '';
   const total = confusion.flat().reduce((a, b) => a + b, 0);
-  const head = classes.map((c) => html`<th scope="col" class="cm-pred"><span>${c}</span></th>`);
+  const head = classes.map((c) => html`<th scope="col" class="cm-pred" title="${c}"><span>${c}</span></th>`);
   const rows = confusion.map((row, i) => {
     const support = row.reduce((a, b) => a + b, 0);
     const cells = row.map((count, j) => {
@@ -34,11 +37,11 @@ export function confusionMatrix(classes: string[], confusion: number[][], run: s
       const background = mix(PAPER, i === j ? RIGHT : WRONG, strength);
       const ink = strength > 0.55 ? '#fff' : '#0f172a';
       const tip = `true ${classes[i]}, predicted ${classes[j]}: ${count} (${percent(share)} of ${classes[i]})`;
-      return html`<td class="cm-cell${i === j ? ' cm-diag' : ''}" style="background:${background};color:${ink}" data-count="${count}" data-true="${classes[i]}" data-predicted="${classes[j]}" title="${tip}">${dense ? '' : html`<b>${count}</b><small>${percent(share, 0)}</small>`}</td>`;
+      return html`<td class="cm-cell${i === j ? ' cm-diag' : ''}" style="background:${background};color:${ink}" data-count="${count}" data-true="${classes[i]}" data-predicted="${classes[j]}" title="${tip}">${dense ? '' : count ? html`<b>${count}</b><small>${percent(share, 0)}</small>` : html`<span class="zero">0</span>`}</td>`;
     });
-    return html`<tr><th scope="row" class="cm-true">${classes[i]}</th>${cells}<td class="cm-support">${support}</td></tr>`;
+    return html`<tr><th scope="row" class="cm-true" title="${classes[i]}">${classes[i]}</th>${cells}<td class="cm-support">${support}</td></tr>`;
   });
-  return html`<div class="cm-wrap"><table class="confusion${dense ? ' dense' : ''}" data-run="${run}" data-total="${total}">
+  return html`<div class="cm-wrap"><table class="confusion${size}" data-run="${run}" data-total="${total}">
 <caption>Rows: true class · columns: predicted class · colour: share of the true class</caption>
 <thead><tr><th class="cm-corner">true \\ predicted</th>${head}<th class="cm-support">total</th></tr></thead>
 <tbody>${rows}</tbody></table></div>`;

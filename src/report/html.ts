@@ -125,7 +125,7 @@ function problems(r: RunRecord): Markup {
   const failed = r.stages.filter((s) => s.status === 'failed');
   const parts: Markup[] = [];
   if (r.status !== 'succeeded' || failed.length) {
-    const what = r.status === 'interrupted' ? 'The run was interrupted.' : failed.length ? `The run failed: ${failed.length} stage${failed.length > 1 ? 's' : ''} failed.` : 'The run failed.';
+    const what = r.status === 'interrupted' ? 'The run was interrupted. Finished stages are kept: running the pipeline again resumes it.' : failed.length ? `The run failed: ${failed.length} stage${failed.length > 1 ? 's' : ''} failed.` : 'The run failed.';
     parts.push(html`<section class="alert alert-error" role="alert"><h2>${what}</h2>
 ${failed.map((s) => html`<div class="error-stage"><div><b>${s.name}</b> <span class="tl-uses">${s.uses}</span></div><pre>${s.error ?? 'no error message recorded'}</pre></div>`)}</section>`);
   }
@@ -144,7 +144,7 @@ function runDetails(run: RunView, thumbnails: Map<string, string>, curvesOf: Run
       : '';
   const evaluationPart = evaluation
     ? html`<section class="card"><h2>Evaluation <small>stage ${evaluation.stage}${evaluation.count !== null ? ` · ${evaluation.count} validation images` : ''}</small></h2>
-<div class="two-col">
+<div class="${evaluation.classes.length > 5 ? 'stacked' : 'two-col'}">
 <div><h3>Confusion matrix</h3>${evaluation.confusion && evaluation.classes.length === evaluation.confusion.length ? confusionMatrix(evaluation.classes, evaluation.confusion, r.id) : html`<p class="empty">No confusion matrix recorded.</p>`}</div>
 <div><h3>Per class</h3>${evaluation.perClass.length ? perClassTable(evaluation.perClass) : html`<p class="empty">No per-class scores recorded.</p>`}</div>
 </div></section>

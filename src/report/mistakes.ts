@@ -18,11 +18,12 @@ export function mistakeGallery(evaluation: Evaluation, thumbnails: Map<string, s
       : html`<div class="no-image">image not available</div>`;
     return html`<figure class="mistake" data-run="${run}" title="${m.path}">
 <div class="thumb">${image}</div>
-<figcaption><div class="labels"><span class="true-label">${m.trueLabel}</span><span class="arrow">→</span><span class="pred-label">${m.predictedLabel}</span></div>
+<figcaption><div class="label-line"><span class="k">true</span><span class="true-label" title="${m.trueLabel}">${m.trueLabel}</span></div>
+<div class="label-line"><span class="k">predicted</span><span class="pred-label" title="${m.predictedLabel}">${m.predictedLabel}</span></div>
 <div class="conf"><span class="conf-bar"><span style="width:${((m.confidence ?? 0) * 100).toFixed(0)}%"></span></span>${percent(m.confidence, 0)}</div>
 <div class="file">${m.id !== null ? m.id : path.basename(m.path)}</div></figcaption>
 </figure>`;
   });
-  return html`<p class="note">${all > shown.length ? `The ${shown.length} most confident of ${all} mistakes` : `${all} mistake${all === 1 ? '' : 's'}`}: true label → predicted label, and the model's confidence in its prediction.</p>
+  return html`<p class="note">${all > shown.length ? `The ${shown.length} most confident of ${all} mistakes` : `${all} mistake${all === 1 ? '' : 's'}`}, most confident first: the true label, what the model predicted, and how sure it was.</p>
 <div class="gallery">${cards}</div>`;
 }

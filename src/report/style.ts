@@ -81,12 +81,21 @@ table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 table.confusion caption { caption-side: bottom; text-align: left; font-size: 11.5px; color: var(--muted); padding-top: 8px; }
 table.confusion th { font-size: 12px; font-weight: 600; color: var(--ink-2); padding: 4px 8px; }
 table.confusion .cm-corner { font-weight: 400; color: var(--muted); font-size: 11px; text-align: right; }
-table.confusion .cm-true { text-align: right; max-width: 160px; overflow-wrap: anywhere; }
+table.confusion .cm-true { text-align: right; max-width: 180px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 table.confusion .cm-pred { text-align: center; vertical-align: bottom; max-width: 110px; overflow-wrap: anywhere; }
+table.confusion .cm-pred span { display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 3; overflow: hidden; }
+table.confusion.compact .cm-pred, table.confusion.dense .cm-pred { max-width: none; padding: 4px 2px; }
+table.confusion.compact .cm-pred span, table.confusion.dense .cm-pred span { display: inline-block; writing-mode: vertical-rl; transform: rotate(180deg); white-space: nowrap; max-height: 130px; overflow: hidden; text-overflow: ellipsis; }
 .cm-cell { width: 74px; height: 60px; text-align: center; border: 2px solid #fff; border-radius: 6px; }
 .cm-cell b { display: block; font-size: 18px; font-weight: 650; }
 .cm-cell small { font-size: 11px; opacity: .85; }
+.cm-cell .zero { color: #cbd5e1; font-size: 13px; }
+.compact .cm-cell { width: 50px; height: 44px; }
+.compact .cm-cell b { font-size: 15px; }
+.compact .cm-cell small { font-size: 10px; }
 .dense .cm-cell { width: 22px; height: 22px; border-width: 1px; }
+.stacked > div + div { margin-top: 22px; }
+.stacked table.per-class { max-width: 860px; }
 .cm-support { font-size: 12px; color: var(--muted); padding-left: 10px; text-align: left; }
 
 table.per-class, table.kv { width: 100%; font-size: 13px; }
@@ -101,16 +110,17 @@ td.score .track { display: block; height: 4px; margin-top: 3px; border-radius: 2
 td.score .track span { display: block; height: 100%; background: #60a5fa; border-radius: 2px; }
 tr.worst th::after { content: "lowest F1"; margin-left: 8px; font-size: 10.5px; font-weight: 600; color: var(--failed); }
 
-.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(132px, 1fr)); gap: 12px; }
+.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(148px, 1fr)); gap: 12px; }
 .mistake { margin: 0; border: 1px solid var(--line); border-radius: 10px; overflow: hidden; background: #fff; }
 .thumb { height: 112px; display: flex; align-items: center; justify-content: center; background: #f1f5f9; }
 .thumb img { max-width: 100%; max-height: 112px; display: block; object-fit: contain; }
 .no-image { font-size: 11.5px; color: var(--muted); padding: 10px; text-align: center; }
 .mistake figcaption { padding: 8px 10px 9px; font-size: 12.5px; }
-.labels { display: flex; flex-wrap: wrap; align-items: baseline; gap: 0 5px; line-height: 1.35; }
-.true-label { font-weight: 650; color: #166534; overflow-wrap: anywhere; }
-.pred-label { font-weight: 650; color: #b91c1c; overflow-wrap: anywhere; }
-.arrow { color: var(--muted); }
+.label-line { display: flex; align-items: baseline; gap: 6px; line-height: 1.4; min-width: 0; }
+.label-line .k { font-size: 10.5px; color: var(--muted); width: 54px; flex: none; }
+.label-line .true-label, .label-line .pred-label { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.true-label { font-weight: 650; color: #166534; }
+.pred-label { font-weight: 650; color: #b91c1c; }
 .conf { display: flex; align-items: center; gap: 7px; margin-top: 5px; font-size: 11.5px; color: var(--ink-2); font-variant-numeric: tabular-nums; }
 .conf-bar { flex: 1; height: 4px; border-radius: 2px; background: #e2e8f0; overflow: hidden; }
 .conf-bar span { display: block; height: 100%; background: #f87171; }
@@ -169,6 +179,7 @@ table.compare td.best { font-weight: 700; background: #fefce8; }
 .run-details > summary { cursor: pointer; padding: 14px 0; font-size: 14px; display: flex; align-items: center; gap: 8px; }
 .run-details[open] > summary { border-bottom: 1px solid var(--line); margin-bottom: 14px; }
 .run-details .card { box-shadow: none; }
+.run-details > .meta { margin-bottom: 16px; }
 
 footer { color: var(--muted); font-size: 11.5px; padding-top: 8px; padding-bottom: 28px; }
 @media print { html { background: #fff; } .card, .hero { break-inside: avoid; box-shadow: none; } }
