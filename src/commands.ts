@@ -2,6 +2,8 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { predictImages } from './predict/predict.js';
+import { reportCommand, runReportDir, writeRunReport } from './report/command.js';
+import { writeReport } from './report/write.js';
 import type { Pipeline } from './runner/analyze.js';
 import { pipelineSchema } from './runner/analyze.js';
 import { formatDuration, PlainReporter, type Reporter, TerminalReporter, useColor } from './runner/reporters.js';
@@ -139,16 +141,25 @@ const run: Command = async (ctx) => {
       await reporter.close();
       records.push(record);
       if (!ctx.values.json) printRunEnd(record, pipeline);
+      await writeRunReport(record, undefined, { projectDir: pipeline.projectDir });
       if (record.status === 'interrupted') {
         say(`Interrupted. Finished stages and committed chunks are kept; resume with:\n  tlpipe run ${[path.relative(process.cwd(), pipeline.file), ...sets.map((s) => `--set ${s}`)].join(' ')}`);
         exit = signalName === 'SIGTERM' ? 143 : ExitCode.interrupted;
         break;
       }
-      if (record.status === 'failed') exit = ExitCode.runFailed;
+      if (record.status === 'failed') {
+        // A stage that could not write (disk full, read-only) is the cache's problem, not the pipeline's.
+        exit = record.stages.some((s) => s.exitCode === ExitCode.cantWrite) ? ExitCode.cantWrite : ExitCode.runFailed;
+      }
     }
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+  }
+  if (records.length > 1) {
+    // One page comparing the sweep's runs, beside their outputs.
+    const file = await writeReport(records, path.join(runReportDir(records[0]!, first.projectDir), 'sweep-report.html'));
+    say(`sweep report ${path.relative(process.cwd(), file)}`);
   }
   if (ctx.values.json) print(JSON.stringify(records.length === 1 ? runSummary(records[0]!) : { runs: records.map(runSummary) }, null, 2));
   else if (records.length > 1) print(`\n${formatComparison(compareRuns(records))}`);
@@ -275,4 +286,4 @@ async function writeFileAtomic(file: string, text: string): Promise<void> {
   await rename(tmp, file);
 }
 
-export const commands: Record<string, Command> = { run, status, validate, runs, show, gc, steps, schema, compare, predict };
+export const commands: Record<string, Command> = { run, status, validate, runs, show, gc, steps, schema, compare, predict, report: reportCommand };

@@ -7,11 +7,15 @@ import { metricsOf } from './runs.js';
 export interface Comparison {
   runs: string[];
   params: { name: string; values: unknown[] }[];
-  metrics: { name: string; values: (number | null)[]; best: number | null; goal: 'max' | 'min' }[];
+  metrics: { name: string; values: (number | null)[]; best: number | null; goal: 'max' | 'min' | null }[];
 }
 
-/** Loss-like metrics are better low; everything else (accuracy, F1...) high. */
-export const metricGoal = (name: string): 'max' | 'min' => (/loss|error|seconds|duration/i.test(name) ? 'min' : 'max');
+/** Loss-like metrics are better low, scores (accuracy, F1...) high; counts and epochs are neither. */
+export const metricGoal = (name: string): 'max' | 'min' | null => {
+  if (/loss|error/i.test(name)) return 'min';
+  if (/accuracy|f1|precision|recall|auc|score/i.test(name)) return 'max';
+  return null;
+};
 
 export function compareRuns(records: RunRecord[]): Comparison {
   const paramNames = [...new Set(records.flatMap((r) => Object.keys(r.params)))].sort();
@@ -25,7 +29,7 @@ export function compareRuns(records: RunRecord[]): Comparison {
     const goal = metricGoal(name);
     let best: number | null = null;
     values.forEach((v, i) => {
-      if (v === null) return;
+      if (v === null || goal === null) return;
       if (best === null || (goal === 'max' ? v > values[best]! : v < values[best]!)) best = i;
     });
     return { name, values, best: new Set(values).size > 1 ? best : null, goal };
