@@ -8,9 +8,11 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { type CatalogueEntry, findCatalogueEntry } from '../onnx/catalogue.js';
+import { StepFailure } from '../runner/errors.js';
 import { hashFile } from '../runner/store.js';
 
-export class ModelResolveError extends Error {}
+/** A model that cannot be found, downloaded or verified: the user can fix it, so no stack trace. */
+export class ModelResolveError extends StepFailure {}
 
 /** How a stage names its model: a catalogue name, a path (.onnx or containing '/'), or a URL. */
 export type ModelReference =

@@ -4,12 +4,12 @@
 // artifact store, never through memory shared with other stages.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { describeFsError, errorMessage, StepFailure, StoreError } from './errors.js';
+import { describeFsError, errorMessage, ExitCode, StepFailure, StoreError } from './errors.js';
 import type { EventSink, StageStatus } from './events.js';
 import type { PathHasher } from './path-hasher.js';
 import { type Plan, type PlannedStage, planContext } from './plan.js';
 import type { Artifact, Json, StepContext, StepResult } from './step.js';
-import { type ArtifactEntry, type ArtifactStore, hashFile } from './store.js';
+import { type ArtifactEntry, type ArtifactStore, hashFile, isAlive } from './store.js';
 
 export interface StageOutcome {
   name: string;
@@ -23,6 +23,8 @@ export interface StageOutcome {
   /** Files published outside the store, relative to the project. */
   outputs: string[];
   error?: string;
+  /** 73 when the stage failed because the cache or an output could not be written (disk full...). */
+  exitCode?: number;
 }
 
 export interface ExecuteOptions {
@@ -107,9 +109,9 @@ export class LocalExecutor implements Executor {
     const started = performance.now();
     const base = { name: stage.name, uses: stage.uses, fingerprint, reason: planned.reason };
     const elapsed = () => Math.round(performance.now() - started);
-    const fail = (error: string): StageOutcome => {
+    const fail = (error: string, exitCode?: number): StageOutcome => {
       options.emit({ type: 'stage-end', stage: stage.name, status: 'failed', durationMs: elapsed(), fingerprint, error });
-      return { ...base, status: 'failed', durationMs: elapsed(), metrics: {}, outputs: [], error };
+      return { ...base, status: 'failed', durationMs: elapsed(), metrics: {}, outputs: [], error, ...(exitCode ? { exitCode } : {}) };
     };
 
     if (planned.state === 'skip') {
@@ -153,7 +155,9 @@ export class LocalExecutor implements Executor {
           result = await stage.step.run(ctx, stage.params, inputs);
         } catch (e) {
           if (options.signal.aborted) return fail('interrupted');
-          if (e instanceof StepFailure || e instanceof StoreError) return fail(e.message);
+          if (e instanceof StoreError) return fail(e.message, e.exitCode);
+          if (isWriteError(e)) return fail(describeFsError(e, `stage "${stage.name}" was writing its output`), ExitCode.cantWrite);
+          if (e instanceof StepFailure) return fail(e.message);
           const err = e as Error;
           const where = err.stack?.split('\n').slice(1, 3).join('\n') ?? '';
           return fail(`step "${stage.uses}" failed unexpectedly: ${errorMessage(e)}${where ? `\n${where}` : ''}`);
@@ -182,7 +186,7 @@ export class LocalExecutor implements Executor {
       }
     } catch (e) {
       if (options.signal.aborted) return fail('interrupted');
-      return fail(errorMessage(e));
+      return fail(errorMessage(e), e instanceof StoreError ? e.exitCode : undefined);
     } finally {
       await unlock?.();
     }
@@ -216,9 +220,12 @@ export class LocalExecutor implements Executor {
     const written: string[] = [];
     for (const { file, to } of entry.publish) {
       const target = insideProject(plan.pipeline.projectDir, to);
-      const object = this.store.objectPath(entry.files[file]!.sha256);
+      const stored = entry.files[file];
+      if (!stored) throw new StepFailure(`cannot publish "${file}" to ${to}: the stage did not write that file in its output folder`);
+      const object = this.store.objectPath(stored.sha256);
+      await removeStaleTemps(target);
       const same = await hashFile(target).then(
-        (h) => h === entry.files[file]!.sha256,
+        (h) => h === stored.sha256,
         () => false,
       );
       if (!same) {
@@ -227,6 +234,8 @@ export class LocalExecutor implements Executor {
           await fs.mkdir(path.dirname(target), { recursive: true });
           await fs.copyFile(object, tmp);
           await fs.chmod(tmp, 0o644);
+          const handle = await fs.open(tmp, 'r');
+          await handle.sync().finally(() => handle.close());
           await fs.rename(tmp, target);
         } catch (e) {
           await fs.rm(tmp, { force: true });
@@ -236,6 +245,23 @@ export class LocalExecutor implements Executor {
       written.push(to);
     }
     return written;
+  }
+}
+
+/** A file-system error that means "cannot write here", not a bug in the step. */
+function isWriteError(e: unknown): boolean {
+  return ['ENOSPC', 'EDQUOT', 'EROFS'].includes(String((e as NodeJS.ErrnoException | undefined)?.code));
+}
+
+/** Removes temp copies that killed runs left beside `target` (their process is gone). */
+async function removeStaleTemps(target: string): Promise<void> {
+  const dir = path.dirname(target);
+  const prefix = `${path.basename(target)}.tlpipe-tmp-`;
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+    const pid = Number(name.slice(prefix.length));
+    if (name.startsWith(prefix) && Number.isInteger(pid) && pid !== process.pid && !isAlive(pid)) {
+      await fs.rm(path.join(dir, name), { force: true });
+    }
   }
 }
 

@@ -145,6 +145,13 @@ function parseYamlWithLocations(
     }
     return undefined;
   }
+  try {
+    // Aliases are expanded below: refuse a "billion laughs" document before it explodes.
+    doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    diagnostics.push({ file: source, start: 0, end: 1, message: `YAML: ${firstLine((e as Error).message)}` });
+    return undefined;
+  }
   const locations = new Locations();
   const root = doc.contents;
   if (!isMap(root)) {

@@ -13,7 +13,7 @@ import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describeFsError, errorMessage, StoreError } from './errors.js';
-import { type FingerprintRecord, fingerprintOf } from './fingerprint.js';
+import { type FingerprintRecord, canonicalJson, fingerprintOf, sha256 } from './fingerprint.js';
 import type { Artifact, ChunkLog, Json } from './step.js';
 
 export const STORE_FORMAT = 1;
@@ -30,6 +30,14 @@ export interface ArtifactEntry {
   metrics: { [name: string]: Json };
   publish: { file: string; to: string }[];
   chunkScopes: string[];
+  /** sha256 of the entry's canonical JSON without this field: a flipped byte anywhere is detected. */
+  checksum?: string;
+}
+
+/** The checksum an entry carries: the hash of everything else in it. */
+export function entryChecksum(entry: ArtifactEntry): string {
+  const { checksum: _checksum, ...rest } = entry;
+  return sha256(canonicalJson(rest));
 }
 
 export type Verification = 'quick' | 'full';
@@ -149,6 +157,10 @@ export class ArtifactStore {
       if (entry.format !== STORE_FORMAT || entry.fingerprint !== fingerprint || fingerprintOf(entry.record) !== fingerprint) {
         throw new Error('its fingerprint does not match its record');
       }
+      if (entry.checksum !== entryChecksum(entry)) throw new Error('its checksum does not match its content');
+      for (const f of Object.values(entry.files ?? {})) {
+        if (!/^[0-9a-f]{64}$/.test(String(f?.sha256))) throw new Error('it names a file by an invalid hash');
+      }
       return entry;
     } catch (e) {
       this.warn(`Cached artifact ${fingerprint.slice(0, 12)} is corrupt (${errorMessage(e)}); it was discarded and will be recomputed.`);
@@ -210,7 +222,9 @@ export class ArtifactStore {
         const sha = await hashFile(src);
         const { size } = await fs.stat(src);
         const target = this.objectPath(sha);
-        if (await exists(target)) await fs.rm(src);
+        // An object already there is reused only if it is intact: a damaged
+        // one must not be handed to this artifact (it is replaced instead).
+        if ((await exists(target)) && (await hashFile(target).catch(() => '')) === sha) await fs.rm(src);
         else {
           await fs.mkdir(path.dirname(target), { recursive: true });
           await fs.chmod(src, 0o444);
@@ -219,6 +233,8 @@ export class ArtifactStore {
         files[rel.split(path.sep).join('/')] = { sha256: sha, size };
       }
       const full: ArtifactEntry = { format: STORE_FORMAT, ...entry, files };
+      // Over the JSON form (NaN becomes null there), as readEntry will see it.
+      full.checksum = entryChecksum(JSON.parse(JSON.stringify(full)) as ArtifactEntry);
       await this.writeAtomic(this.entryPath(entry.fingerprint), `${JSON.stringify(full, null, 1)}\n`);
       return full;
     } catch (e) {
