@@ -40,11 +40,15 @@ export function compareRuns(records: RunRecord[]): Comparison {
 export function formatComparison(c: Comparison): string {
   const fmt = (v: unknown) => (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toPrecision(4)) : v === undefined || v === null ? '-' : String(v));
   const rows: string[][] = [['', ...c.runs]];
-  for (const p of c.params) rows.push([p.name, ...p.values.map(fmt)]);
-  if (c.params.length && c.metrics.length) rows.push([]);
-  for (const m of c.metrics) rows.push([m.name, ...m.values.map((v, i) => `${fmt(v)}${i === m.best ? ' *' : ''}`)]);
+  // Parameters as the user wrote them; metrics rounded.
+  for (const p of c.params) rows.push([p.name, ...p.values.map((v) => (v === undefined ? '-' : typeof v === 'string' ? v : JSON.stringify(v)))]);
+  const differing = c.metrics.filter((m) => new Set(m.values).size > 1);
+  const same = c.metrics.filter((m) => new Set(m.values).size <= 1);
+  if (c.params.length && differing.length) rows.push([]);
+  for (const m of differing) rows.push([m.name, ...m.values.map((v, i) => `${fmt(v)}${i === m.best ? ' *' : ''}`)]);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   const lines = rows.map((r) => (r.length ? r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd() : ''));
   if (!c.params.length) lines.splice(1, 0, '(no parameter differs)');
+  if (same.length) lines.push('', `same in every run: ${same.map((m) => `${m.name} ${fmt(m.values[0])}`).join(', ')}`);
   return `${lines.join('\n')}\n* best`;
 }
