@@ -6,7 +6,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from './errors.js';
 import type { StageOutcome } from './executor.js';
-import { sha256 } from './fingerprint.js';
+import { canonicalJson, sha256 } from './fingerprint.js';
 import type { Json } from './step.js';
 import type { ArtifactStore } from './store.js';
 
@@ -27,6 +27,13 @@ export interface RunRecord {
   /** Files written outside the store, relative to the project. */
   outputs: string[];
   warnings: string[];
+  /** sha256 of the record's canonical JSON without this field: a damaged record is detected, not shown. */
+  checksum?: string;
+}
+
+function recordChecksum(record: RunRecord): string {
+  const { checksum: _checksum, ...rest } = record;
+  return sha256(canonicalJson(rest));
 }
 
 export function newRunId(now = new Date()): string {
@@ -76,7 +83,10 @@ export class RunRecords {
   }
 
   async save(record: RunRecord): Promise<void> {
-    await this.store.writeAtomic(path.join(this.dir, `${record.id}.json`), `${JSON.stringify(maskSecrets(record), null, 1)}\n`);
+    // The checksum is taken over the JSON form, as list() reads it back.
+    const plain = JSON.parse(JSON.stringify(maskSecrets(record))) as RunRecord;
+    plain.checksum = recordChecksum(plain);
+    await this.store.writeAtomic(path.join(this.dir, `${record.id}.json`), `${JSON.stringify(plain, null, 1)}\n`);
   }
 
   /** All readable records, oldest first; unreadable ones are reported and left alone. */
@@ -87,6 +97,7 @@ export class RunRecords {
       try {
         const r = JSON.parse(await fs.readFile(path.join(this.dir, name), 'utf8')) as RunRecord;
         if (r.format !== RUN_FORMAT || typeof r.id !== 'string' || !Array.isArray(r.stages)) throw new Error('unexpected shape');
+        if (r.checksum !== recordChecksum(r)) throw new Error('its checksum does not match its content');
         out.push(r);
       } catch (e) {
         this.store.warn(`Run record ${name} is unreadable (${(e as Error).message}); it is ignored.`);
