@@ -14,7 +14,7 @@ import type { ImageProblemKind } from './image-problems.js';
 import { compileLabelRule, describeLabelRule } from './label-rule.js';
 import { compareCodePoints, compareIds } from './order.js';
 import { stratifiedSplit } from './split.js';
-import { checkImageBytes, type ImageLimits } from './validate.js';
+import { checkImageBytes, type ImageCheck, type ImageLimits } from './validate.js';
 import { listSubfolders, walkFiles, type WalkProblem } from './walk.js';
 
 export { DatasetError } from './dataset-error.js';
@@ -77,6 +77,18 @@ export interface ScanOptions {
   onProgress?: (done: number, total: number) => void;
   /** Folder that relative paths in the spec are resolved against (default: the working directory). */
   baseDir?: string;
+  /**
+   * Results of earlier checks, by `checkKey(hash, limits)`: a file whose bytes
+   * were already checked is not decoded again (the check depends on nothing else).
+   */
+  knownChecks?: ReadonlyMap<string, ImageCheck>;
+  /** Called with each new check result, to be remembered for the next scan. */
+  onChecked?: (key: string, check: ImageCheck) => void;
+}
+
+/** What a check result depends on: the file's content and the limits. */
+export function checkKey(hash: string, limits: ImageLimits): string {
+  return `${hash}:${limits.maxPixels}:${limits.maxFileBytes}`;
 }
 
 /** A file to validate, before its content is known. */
@@ -124,7 +136,7 @@ export async function scanDataset(spec: DatasetSpec, options: ScanOptions = {}):
     candidates,
     concurrency,
     async (candidate) => {
-      const outcome = await readAndCheck(candidate.path, limits);
+      const outcome = await readAndCheck(candidate.path, limits, options);
       if ('problem' in outcome) {
         skipped.push({ path: candidate.path, ...outcome.problem });
       } else {
@@ -216,7 +228,7 @@ function countImages(images: DatasetImage[], classCount: number): Record<Split, 
 type CheckOutcome = { problem: { kind: ImageProblemKind; reason: string } } | { hash: string; format: string; width: number; height: number };
 
 /** Reads the file once; the same bytes are hashed and decoded. */
-async function readAndCheck(file: string, limits: ImageLimits): Promise<CheckOutcome> {
+async function readAndCheck(file: string, limits: ImageLimits, memo: Pick<ScanOptions, 'knownChecks' | 'onChecked'>): Promise<CheckOutcome> {
   let bytes: Buffer;
   let handle: FileHandle | undefined;
   try {
@@ -233,10 +245,16 @@ async function readAndCheck(file: string, limits: ImageLimits): Promise<CheckOut
   } finally {
     await handle?.close();
   }
-  const check = await checkImageBytes(bytes, limits);
+  const hash = createHash('sha256').update(bytes).digest('hex');
+  const key = checkKey(hash, limits);
+  let check = memo.knownChecks?.get(key);
+  if (!check) {
+    check = await checkImageBytes(bytes, limits);
+    memo.onChecked?.(key, check);
+  }
   if (!check.ok) return { problem: { kind: check.kind, reason: check.reason } };
   return {
-    hash: createHash('sha256').update(bytes).digest('hex'),
+    hash,
     format: check.format,
     width: check.width,
     height: check.height,

@@ -5,6 +5,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DatasetError, datasetSpecSchema, resolveDatasetSpec, scanDataset, type DatasetScan, type DatasetSpec } from '../images/dataset.js';
+import type { ImageCheck } from '../images/validate.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep, type Json } from '../runner/step.js';
 import { withoutIds } from './schema.js';
@@ -15,6 +16,8 @@ export const MANIFEST_FILE = 'manifest.json';
 export type DatasetManifest = Pick<DatasetScan, 'classes' | 'images' | 'counts' | 'validation' | 'skipped' | 'ignored' | 'warnings'>;
 
 const SHOWN_SKIPS = 20;
+/** The chunk log remembering image checks; versioned with the check itself. */
+const CHECKS_SCOPE = 'image-checks-v1';
 
 export const datasetStep = defineStep<DatasetSpec>({
   type: 'images.dataset',
@@ -45,12 +48,30 @@ export const datasetStep = defineStep<DatasetSpec>({
   },
 
   async run(ctx, params) {
+    // Image checks (a full decode each) are remembered by content hash across
+    // runs, so a changed split seed or an added image does not re-decode the rest.
+    const memo = ctx.chunks(CHECKS_SCOPE);
+    const knownChecks = new Map<string, ImageCheck>();
+    for (const chunk of await memo.readAll()) {
+      for (const [k, v] of Object.entries(JSON.parse(chunk.toString('utf8')) as Record<string, ImageCheck>)) knownChecks.set(k, v);
+    }
+    const newChecks: Record<string, ImageCheck> = {};
     let scan: DatasetScan;
     try {
-      scan = await scanDataset(params, { baseDir: ctx.projectDir, signal: ctx.signal, onProgress: (done, total) => ctx.progress(done, total, 'images') });
+      scan = await scanDataset(params, {
+        baseDir: ctx.projectDir,
+        signal: ctx.signal,
+        onProgress: (done, total) => ctx.progress(done, total, 'images'),
+        knownChecks,
+        onChecked: (key, check) => {
+          newChecks[key] = check;
+        },
+      });
     } catch (e) {
       if (e instanceof DatasetError) throw new StepFailure(e.message);
       throw e;
+    } finally {
+      if (Object.keys(newChecks).length) await memo.append(Buffer.from(JSON.stringify(newChecks)));
     }
     const manifest: DatasetManifest = {
       classes: scan.classes,
@@ -80,6 +101,7 @@ export const datasetStep = defineStep<DatasetSpec>({
         ignored: scan.ignored,
       } as unknown as Json,
       metrics: { images: scan.images.length, skipped: scan.skipped.length },
+      chunkScopes: [CHECKS_SCOPE],
     };
   },
 });
