@@ -1,32 +1,24 @@
 // `head.evaluate`: accuracy, loss, per-class precision/recall/F1 and the
 // confusion matrix on the validation split, plus the misclassified images.
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { evaluate, predict } from '../train/evaluate.js';
-import { decodeHead } from '../train/serialize.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep, type Json } from '../runner/step.js';
-import { readFeatureTable, splitFeatures } from './feature-table.js';
-import { HEAD_FILE } from './head.js';
+import { trainedHeadInputs, trainedHeadOn } from './trained-head.js';
 
 export const evaluateStep = defineStep<{ split: 'val' | 'train' }>({
   type: 'head.evaluate',
   version: 1,
   description: 'Accuracy, loss, per-class precision, recall and F1, and the confusion matrix on the validation split.',
-  inputs: {
-    train: { description: 'the head.train stage' },
-    features: { description: 'the features.extract stage' },
-    dataset: { description: 'the images.dataset stage' },
-  },
+  inputs: trainedHeadInputs,
   paramsSchema: {
     type: 'object',
     additionalProperties: false,
     properties: { split: { enum: ['val', 'train'], default: 'val', description: 'The split to evaluate on.' } },
   },
   async run(ctx, params, inputs) {
-    const head = decodeHead(await readFile(inputs.train!.file(HEAD_FILE)));
-    const table = await readFeatureTable(inputs.features!, inputs.dataset!);
-    const split = splitFeatures(table, params.split);
+    const { head, split } = await trainedHeadOn(inputs, params.split);
     if (!split.images.length) throw new StepFailure(`the ${params.split} split has no images: give a validation folder or a valFraction above 0`);
     const result = await evaluate(head.weights, split.features, split.labels, head.classes);
     const { probabilities, labels } = await predict(head.weights, split.features);

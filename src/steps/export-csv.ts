@@ -1,15 +1,13 @@
 // `export.csv`: predictions for the test images as `id,label` sorted by numeric
 // id (the Kaggle submission format), optionally with class probabilities.
 // The runner publishes the file atomically to `to`.
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { compareIds } from '../images/order.js';
 import { predict } from '../train/evaluate.js';
-import { decodeHead } from '../train/serialize.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
-import { readFeatureTable, splitFeatures } from './feature-table.js';
-import { HEAD_FILE } from './head.js';
+import { trainedHeadInputs, trainedHeadOn } from './trained-head.js';
 
 export interface ExportCsvParams {
   to: string;
@@ -27,11 +25,7 @@ export const exportCsvStep = defineStep<ExportCsvParams>({
   type: 'export.csv',
   version: 1,
   description: 'Writes the test images\' predictions as a CSV `id,label` sorted by numeric id (Kaggle format), optionally with class probabilities.',
-  inputs: {
-    train: { description: 'the head.train stage' },
-    features: { description: 'the features.extract stage' },
-    dataset: { description: 'the images.dataset stage' },
-  },
+  inputs: trainedHeadInputs,
   paramsSchema: {
     type: 'object',
     additionalProperties: false,
@@ -44,9 +38,7 @@ export const exportCsvStep = defineStep<ExportCsvParams>({
   },
   async run(ctx, params, inputs) {
     const to = ctx.outputPath(params.to);
-    const head = decodeHead(await readFile(inputs.train!.file(HEAD_FILE)));
-    const table = await readFeatureTable(inputs.features!, inputs.dataset!);
-    const test = splitFeatures(table, 'test');
+    const { head, split: test } = await trainedHeadOn(inputs, 'test');
     if (!test.images.length) throw new StepFailure('there are no test images: give the dataset a test folder');
     const { labels, probabilities } = await predict(head.weights, test.features);
     const C = head.classes.length;
