@@ -116,7 +116,7 @@ test('a corrupt JPEG and a text file named .jpg are reported and skipped, not fa
   );
 });
 
-test('the class-folder layout (pipelines/flowers.yaml) runs end to end', { skip: needsFixtures }, async () => {
+test('the class-folder layout (pipelines/flowers.yaml) runs end to end, with augmented feature copies', { skip: needsFixtures }, async () => {
   const dir = await projectWith('flowers.yaml');
   const data = path.join(dir, 'data');
   for (const c of ['cat', 'dog']) {
@@ -125,10 +125,16 @@ test('the class-folder layout (pipelines/flowers.yaml) runs end to end', { skip:
   }
   await mkdir(path.join(data, 'test'), { recursive: true });
   for (let i = 1; i <= 3; i++) await symlink(fixture('datasets', 'catsdogs-2k', 'test1', `${i}.jpg`), path.join(data, 'test', `${i}.jpg`));
-  const r = await tlpipe(['run', 'pipelines/flowers.yaml', '--set', 'data=data', '--json'], { cwd: dir, env: env() });
+  const augment = ['--set', 'transform.augment={horizontalFlip: 0.5}', '--set', 'features.augmentedCopies=2'];
+  const r = await tlpipe(['run', 'pipelines/flowers.yaml', '--set', 'data=data', ...augment, '--json'], { cwd: dir, env: env() });
   assert.equal(r.code, 0, r.stderr);
   const s = JSON.parse(r.stdout) as Summary;
   assert.equal(s.metrics.dataset!.images, 83);
   assert.equal(s.metrics.evaluate!.count, 16);
+  // 83 plain views and two augmented views of each of the 64 training images.
+  assert.equal(s.metrics.features!.computed, 83 + 128);
   assert.deepEqual(s.outputs.sort(), ['out/flowers/model.onnx', 'out/flowers/submission.csv']);
+  const record = JSON.parse((await tlpipe(['show', 'last'], { cwd: dir })).stdout);
+  assert.equal(record.stages.find((x: { name: string }) => x.name === 'features').value.augmented, 128);
+  assert.match(r.stderr, /train: 192 training and 16 validation feature vectors/);
 });

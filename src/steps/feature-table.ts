@@ -10,8 +10,10 @@ export const ROWS_FILE = 'rows.json';
 
 export interface FeatureRows {
   width: number;
-  /** Manifest index of each matrix row. */
+  /** Manifest index of each matrix row (the plain view of each usable image). */
   rows: number[];
+  /** Manifest index of each augmented training view, stored after `rows`. */
+  augmentedRows?: number[];
   /** Images that could not be decoded. */
   failed: { path: string; reason: string }[];
 }
@@ -51,15 +53,17 @@ export interface FeatureTable {
   width: number;
   matrix: Float32Array;
   rows: number[];
+  augmentedRows: number[];
 }
 
 export async function readFeatureTable(features: Artifact, dataset: Artifact): Promise<FeatureTable> {
   const manifest = JSON.parse(await readFile(dataset.file(MANIFEST_FILE), 'utf8')) as DatasetManifest;
-  const { width, rows } = JSON.parse(await readFile(features.file(ROWS_FILE), 'utf8')) as FeatureRows;
+  const { width, rows, augmentedRows = [] } = JSON.parse(await readFile(features.file(ROWS_FILE), 'utf8')) as FeatureRows;
   const bytes = await readFile(features.file(FEATURES_FILE));
   const matrix = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-  if (matrix.length !== rows.length * width) throw new Error(`features file holds ${matrix.length} values, expected ${rows.length} × ${width}`);
-  return { manifest, width, matrix, rows };
+  const count = rows.length + augmentedRows.length;
+  if (matrix.length !== count * width) throw new Error(`features file holds ${matrix.length} values, expected ${count} × ${width}`);
+  return { manifest, width, matrix, rows, augmentedRows };
 }
 
 export interface SplitFeatures {
@@ -68,9 +72,11 @@ export interface SplitFeatures {
   labels: Int32Array;
 }
 
-/** The rows of one split, in manifest order. */
-export function splitFeatures(table: FeatureTable, split: Split): SplitFeatures {
-  const picked = table.rows.map((imageIndex, row) => ({ image: table.manifest.images[imageIndex]!, row })).filter((x) => x.image.split === split);
+/** The rows of one split, in manifest order; with `augmented`, the training split's augmented views follow. */
+export function splitFeatures(table: FeatureTable, split: Split, options: { augmented?: boolean } = {}): SplitFeatures {
+  const plain = table.rows.map((imageIndex, row) => ({ image: table.manifest.images[imageIndex]!, row }));
+  const extra = options.augmented ? table.augmentedRows.map((imageIndex, i) => ({ image: table.manifest.images[imageIndex]!, row: table.rows.length + i })) : [];
+  const picked = [...plain, ...extra].filter((x) => x.image.split === split);
   const features = new Float32Array(picked.length * table.width);
   const labels = new Int32Array(picked.length);
   picked.forEach(({ image, row }, i) => {

@@ -6,6 +6,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { extractFeatures } from '../features/extract.js';
 import { loadImageTensorInto } from '../images/preprocess.js';
+import { createRng, deriveSeed } from '../images/random.js';
 import type { TransformSpec } from '../images/transform-spec.js';
 import { canonicalJson, sha256 } from '../runner/fingerprint.js';
 import { StepFailure } from '../runner/errors.js';
@@ -17,6 +18,9 @@ import type { FreezeValue } from './freeze.js';
 import { decodeFeatureChunk, encodeFeatureChunk, FEATURES_FILE, ROWS_FILE, type FeatureRows } from './feature-table.js';
 
 export interface FeaturesParams {
+  /** Extra feature vectors per training image, each from a randomly augmented view. */
+  augmentedCopies: number;
+  augmentSeed: number;
   batchSize?: number;
   /** Images per committed chunk: the most work a kill can lose. */
   chunkSize: number;
@@ -40,6 +44,14 @@ export const featuresStep = defineStep<FeaturesParams>({
     type: 'object',
     additionalProperties: false,
     properties: {
+      augmentedCopies: {
+        type: 'integer',
+        minimum: 0,
+        maximum: 64,
+        default: 0,
+        description: "Extra feature vectors per training image, each from a view augmented as the transform stage's `augment` says (the head trains on all of them; evaluation uses the plain view).",
+      },
+      augmentSeed: { type: 'integer', minimum: 0, maximum: 4294967295, default: 0, description: 'Seed of the augmented views.' },
       batchSize: { type: 'integer', minimum: 1, maximum: 4096, description: 'Images per inference call (default 32).' },
       chunkSize: { type: 'integer', minimum: 1, maximum: 1000000, default: 256, description: 'Images per committed chunk: the most work an interruption can lose.' },
       device: { enum: ['auto', 'cpu', 'cuda'], default: 'auto', description: "'cuda' needs onnxruntime-node's CUDA provider (see README); 'auto' falls back to CPU." },
@@ -57,7 +69,10 @@ export const featuresStep = defineStep<FeaturesParams>({
 
     // The scope names what a feature vector depends on: not the dataset, so
     // that vectors survive adding or removing images.
-    const scope = sha256(canonicalJson({ step: VERSION, model: inputs.model!.fingerprint, transform: spec }));
+    // Augmentation settings only matter to augmented views, which name them in their keys.
+    const { augment, ...plainTransform } = spec;
+    const scope = sha256(canonicalJson({ step: VERSION, model: inputs.model!.fingerprint, transform: plainTransform }));
+    const augmentId = sha256(canonicalJson({ augment, seed: params.augmentSeed }));
     const chunks = ctx.chunks(scope);
     const known = new Map<string, Float32Array>();
     for (const chunk of await chunks.readAll()) {
@@ -65,42 +80,69 @@ export const featuresStep = defineStep<FeaturesParams>({
       if (decoded) for (const [hash, row] of decoded) known.set(hash, row);
     }
 
-    // Identical files (same hash) are computed once.
-    const todo: DatasetImage[] = [];
+    if (params.augmentedCopies > 0 && !spec.augment) {
+      throw new StepFailure('augmentedCopies needs augmentation: give the transform stage `augment: {horizontalFlip: 0.5}` (and/or randomResizedCrop)');
+    }
+    // Each work item is one view of one image; identical files (same hash) are computed once.
+    const views = manifest.images.flatMap((image, imageIndex): View[] => [
+      { image, imageIndex, copy: 0, key: image.hash },
+      ...(image.split === 'train'
+        ? Array.from({ length: params.augmentedCopies }, (_, c) => ({ image, imageIndex, copy: c + 1, key: augmentedKey(image.hash, c + 1, augmentId) }))
+        : []),
+    ]);
+    const todo: View[] = [];
     const queued = new Set<string>();
-    for (const image of manifest.images) {
-      if (known.has(image.hash) || queued.has(image.hash)) continue;
-      queued.add(image.hash);
-      todo.push(image);
+    for (const view of views) {
+      if (known.has(view.key) || queued.has(view.key)) continue;
+      queued.add(view.key);
+      todo.push(view);
     }
     const failed: { path: string; reason: string }[] = [];
     if (known.size) ctx.log(`${known.size} feature vectors from earlier work; ${todo.length} images to compute`);
-    await computeMissing(ctx, { todo, modelPath, spec, device, params, featureWidth, known, failed, append: (b) => chunks.append(b) });
+    await computeMissing(ctx, { todo, augmentSeed: params.augmentSeed, modelPath, spec, device, params, featureWidth, known, failed, append: (b) => chunks.append(b) });
 
-    // The artifact: one row per usable image, in manifest order.
-    const rows: number[] = [];
-    manifest.images.forEach((image, i) => {
-      if (known.has(image.hash)) rows.push(i);
-    });
-    const matrix = new Float32Array(rows.length * featureWidth);
-    rows.forEach((imageIndex, r) => matrix.set(known.get(manifest.images[imageIndex]!.hash)!, r * featureWidth));
+    // The artifact: one row per usable image in manifest order, then the augmented views.
+    const usable = views.filter((v) => known.has(v.key));
+    const plain = usable.filter((v) => v.copy === 0);
+    const augmented = usable.filter((v) => v.copy > 0);
+    const ordered = [...plain, ...augmented];
+    const matrix = new Float32Array(ordered.length * featureWidth);
+    ordered.forEach((v, r) => matrix.set(known.get(v.key)!, r * featureWidth));
     await writeFile(path.join(ctx.outDir, FEATURES_FILE), new Uint8Array(matrix.buffer));
-    const table: FeatureRows = { width: featureWidth, rows, failed };
+    const rows = plain.map((v) => v.imageIndex);
+    const table: FeatureRows = { width: featureWidth, rows, augmentedRows: augmented.map((v) => v.imageIndex), failed };
     await writeFile(path.join(ctx.outDir, ROWS_FILE), JSON.stringify(table));
     if (failed.length) {
       ctx.warn(`${failed.length} image(s) could not be decoded and were skipped:`);
       for (const f of failed.slice(0, 20)) ctx.warn(`  ${f.path}: ${f.reason}`);
     }
     return {
-      value: { images: rows.length, featureWidth, failed: failed as unknown as Json, computed: todo.length - failed.length, device },
+      value: { images: rows.length, augmented: augmented.length, featureWidth, failed: failed as unknown as Json, computed: todo.length - failed.length, device },
       metrics: { images: rows.length, computed: todo.length - failed.length, failed: failed.length },
       chunkScopes: [scope],
     };
   },
 });
 
+/** One view of one image: the plain one (copy 0) or an augmented copy. */
+interface View {
+  image: DatasetImage;
+  imageIndex: number;
+  copy: number;
+  /** The chunk key of its feature vector: the image hash, or a hash naming the augmented copy. */
+  key: string;
+}
+
+const augmentedKey = (hash: string, copy: number, augmentId: string) => sha256(`${hash}:augmented:${copy}:${augmentId}`);
+
+/** Augmented views are reproducible: each draws from a generator seeded by image, copy and seed. */
+function viewRng(view: View, seed: number) {
+  return createRng(deriveSeed(seed, view.copy, parseInt(view.image.hash.slice(0, 8), 16)));
+}
+
 interface ComputeJob {
-  todo: DatasetImage[];
+  todo: View[];
+  augmentSeed: number;
   modelPath: string;
   spec: TransformSpec;
   device: 'cpu' | 'cuda';
@@ -122,25 +164,26 @@ async function computeMissing(ctx: StepContext, job: ComputeJob): Promise<void> 
   };
   ctx.progress(0, todo.length, 'images');
   try {
-    for await (const batch of extractFeatures<DatasetImage>({
+    for await (const batch of extractFeatures<View>({
       modelPath: job.modelPath,
       items: todo,
-      load: (image, target, offset) => loadImageTensorInto(image.path, job.spec, target, offset),
+      load: (view, target, offset) =>
+        loadImageTensorInto(view.image.path, job.spec, target, offset, view.copy ? { rng: viewRng(view, job.augmentSeed) } : {}),
       batchSize: job.params.batchSize,
       intraOpThreads: job.params.intraOpThreads,
       loadConcurrency: job.params.loadConcurrency,
       device: job.device,
       signal: ctx.signal,
       onProgress: (n) => ctx.progress(n, todo.length, 'images'),
-      onError: (image, error) => failed.push({ path: image.path, reason: (error as Error).message }),
+      onError: (view, error) => failed.push({ path: view.image.path, reason: (error as Error).message }),
     })) {
       if (batch.featureWidth !== featureWidth) {
         throw new StepFailure(`the feature model gives ${batch.featureWidth} values per image, but the freeze stage said ${featureWidth}`);
       }
-      batch.items.forEach((image, i) => {
+      batch.items.forEach((view, i) => {
         const row = batch.features.slice(i * featureWidth, (i + 1) * featureWidth);
-        known.set(image.hash, row);
-        pending.push([image.hash, row]);
+        known.set(view.key, row);
+        pending.push([view.key, row]);
       });
       if (pending.length >= job.params.chunkSize) await commit();
     }

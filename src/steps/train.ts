@@ -41,7 +41,7 @@ export const trainStep = defineStep<TrainParams>({
   async run(ctx, params, inputs) {
     const head = decodeHead(await readFile(inputs.head!.file(HEAD_FILE)));
     const table = await readFeatureTable(inputs.features!, inputs.dataset!);
-    const trainSplit = splitFeatures(table, 'train');
+    const trainSplit = splitFeatures(table, 'train', { augmented: true });
     const valSplit = splitFeatures(table, 'val');
     if (!trainSplit.images.length) throw new StepFailure('there are no training images with features: check the dataset stage');
     const device = resolveDevice(params.device, ctx);
