@@ -3,7 +3,7 @@ import { execa, type ResultPromise } from 'execa';
 import path from 'node:path';
 import { repoRoot } from './fixtures.js';
 
-export const cliPath = path.join(repoRoot, 'dist', 'src', 'cli.js');
+export const cliPath = path.join(repoRoot, 'dist', 'src', 'bin.cjs');
 
 export interface CliResult {
   code: number;
