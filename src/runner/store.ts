@@ -12,7 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { describeFsError, errorMessage, StoreError } from './errors.js';
+import { describeFsError, errorMessage, StepFailure, StoreError } from './errors.js';
 import { type FingerprintRecord, canonicalJson, fingerprintOf, sha256 } from './fingerprint.js';
 import type { Artifact, ChunkLog, Json } from './step.js';
 
@@ -244,6 +244,10 @@ export class ArtifactStore {
   }
 
   chunkLog(scope: string): ChunkLog {
+    // A scope is a folder name under chunks/: never a path that leaves it.
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(scope)) {
+      throw new StepFailure(`chunk scope "${scope}" is not a plain name (letters, digits, ".", "_" and "-", at most 128)`);
+    }
     return new FileChunkLog(this, scope);
   }
 

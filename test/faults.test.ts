@@ -1,0 +1,932 @@
+// The fault suite: tlpipe never loses finished work, never corrupts its
+// store, never returns a wrong cached answer, and never answers bad input
+// with a stack trace. Each trial makes a fault from outside (a signal at a
+// chosen moment, a flipped byte, a full disk, a hostile file) on a small real
+// pipeline, then checks the outcome against an uninterrupted run, byte for
+// byte. The table of trials is printed at the end; its last line is
+//   faults: T trials, S survived, L lost
+// Run alone: node --test dist/test/faults.test.js (FAULTS_SEED=n for other
+// moments and bytes, FAULTS_KEEP=1 to keep the scratch folders).
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, test } from 'node:test';
+import { writeDataCases, vectorModel } from './support/faults-data.js';
+import {
+  type CliRun,
+  type KillSignal,
+  Lost,
+  type Moment,
+  type Outputs,
+  SkipTrial,
+  type Summary,
+  afterChunks,
+  checkStore,
+  chunkPayload,
+  chunkRows,
+  cli,
+  cloneStore,
+  entries,
+  expectClean,
+  expectConsistentStore,
+  expectSameOutputs,
+  fillUntil,
+  finish,
+  flipByte,
+  formatTable,
+  interrupt,
+  leftovers,
+  listChunkFiles,
+  mountTmpfs,
+  objectPath,
+  onFileCreated,
+  onLine,
+  photoSet,
+  pool,
+  project,
+  random,
+  readOutputs,
+  removeScratch,
+  results,
+  rethrowFirst,
+  scratchDir,
+  seedFor,
+  serveFiles,
+  sha256Hex,
+  start,
+  statuses,
+  summaryOf,
+  tally,
+  trial,
+  truncate,
+} from './support/faults.js';
+import { fixture, needsFixtures } from './support/fixtures.js';
+
+// The table is printed when the test process exits, so that it comes after
+// every test's own report; the assertion on it is the last test below.
+process.on('exit', () => {
+  if (results.length) console.log(formatTable());
+});
+after(removeScratch);
+
+const MOBILENET_SHA = 'cc028fe6cae7bc11a4ff53cfc9b79c920e8be65ce33a904ec3e2a8f66d77f95f';
+const EPOCHS = 200;
+/** Stages after (and including) the head's training: what the later-stage trials recompute. */
+const FROM_TRAIN = ['train', 'evaluate', 'predictions', 'model'];
+const FROM_FEATURES = ['features', ...FROM_TRAIN];
+/** Two trials at once: each is a child process doing real work on 2 cores. */
+const PARALLEL = 2;
+const RUN_BOUND_MS = 150_000;
+
+/** The catsdogs pipeline on ~40 real photos, chunks of 8 images, long enough training to be hit. */
+const runArgs = (data: string, ...extra: string[]) => [
+  'run',
+  'pipelines/catsdogs.yaml',
+  '--json',
+  '--set',
+  `data=${data}`,
+  '--set',
+  'features.chunkSize=8',
+  '--set',
+  'features.batchSize=8',
+  '--set',
+  `epochs=${EPOCHS}`,
+  ...extra,
+];
+
+interface Reference {
+  data: string;
+  dir: string;
+  store: string;
+  summary: Summary;
+  outputs: Outputs;
+  /** Images with features (train, validation and test). */
+  images: number;
+}
+
+let referencePromise: Promise<Reference> | undefined;
+/** One uninterrupted run on a fresh store: the answer every other run must reproduce byte for byte. */
+function reference(): Promise<Reference> {
+  referencePromise ??= (async () => {
+    const data = await photoSet(20, 6);
+    const dir = await project();
+    const r = await cli(runArgs(data), { cwd: dir, timeoutMs: RUN_BOUND_MS });
+    expectClean(r, 0, 'the reference run');
+    const summary = summaryOf(r);
+    assert.ok(summary.stages.every((s) => s.status === 'ran'), JSON.stringify(statuses(summary)));
+    const outputs = await readOutputs(dir, summary);
+    assert.match(outputs.csv, /^id,label\n(\d+,[01]\n){6}$/);
+    return { data, dir, store: path.join(dir, '.tlpipe'), summary, outputs, images: Number(summary.metrics.features!.images) };
+  })();
+  return referencePromise;
+}
+
+/** A project whose store is the reference's, less the artifacts of `drop`. */
+async function projectFromReference(drop: string[], options: { dropChunks?: boolean } = {}): Promise<{ dir: string; store: string; ref: Reference }> {
+  const ref = await reference();
+  const dir = await project();
+  const store = path.join(dir, '.tlpipe');
+  await cloneStore(ref.store, store, drop, options);
+  return { dir, store, ref };
+}
+
+const ranStages = (s: Summary) => s.stages.filter((x) => x.status === 'ran').map((x) => x.name);
+const doneBefore = (r: CliRun) => [...r.stderr.matchAll(/^✔ (\w+): done in/gm)].map((m) => m[1]!);
+
+// ── interruption ─────────────────────────────────────────────────────────
+
+type Kind = 'feature extraction' | 'training' | 'artifact write' | 'CSV write' | 'model write';
+
+async function interruptionTrial(kind: Kind, signal: KillSignal): Promise<string> {
+  const rng = random(seedFor(`interrupt ${kind} ${signal}`));
+  const { dir, store, ref } = await projectFromReference(kind === 'feature extraction' ? FROM_FEATURES : FROM_TRAIN, {
+    dropChunks: kind === 'feature extraction',
+  });
+  const outDir = path.join(dir, 'out', 'catsdogs');
+  await fs.mkdir(outDir, { recursive: true });
+  const stillThere = (folder: string) => async (seen: string) =>
+    (await fs.stat(path.join(folder, seen)).then(() => true, () => false)) ? 'caught mid-write (temp file not yet renamed)' : 'right after the rename';
+
+  let moment: Moment;
+  let inspect: ((seen: string) => Promise<string>) | undefined;
+  switch (kind) {
+    case 'feature extraction':
+      moment = afterChunks(store, rng.int(1, 4));
+      break;
+    case 'training': {
+      const epoch = rng.int(5, EPOCHS - 50);
+      moment = onLine(new RegExp(`train: epoch ${epoch}/${EPOCHS}:`), `at epoch ${epoch}/${EPOCHS}`);
+      break;
+    }
+    case 'artifact write': {
+      const nth = rng.int(1, 4);
+      moment = onFileCreated(path.join(store, 'tmp'), (n) => /^\d+-w-/.test(n), nth, `at the store's atomic write #${nth}`);
+      inspect = stillThere(path.join(store, 'tmp'));
+      break;
+    }
+    case 'CSV write':
+      moment = onFileCreated(outDir, (n) => n.startsWith('submission.csv.tlpipe-tmp-'), 1, 'as submission.csv is published');
+      inspect = stillThere(outDir);
+      break;
+    case 'model write':
+      moment = onFileCreated(outDir, (n) => n.startsWith('model.onnx.tlpipe-tmp-'), 1, 'as model.onnx is published');
+      inspect = stillThere(outDir);
+      break;
+  }
+
+  const child = start(runArgs(ref.data), { cwd: dir, timeoutMs: RUN_BOUND_MS });
+  const { seen, note, hit } = await interrupt(child, moment, signal, inspect);
+  const killed = await finish(child);
+  if (!hit) throw new Error(`${moment.label}: ${note} (exit ${killed.code ?? killed.signal})`);
+  if (signal === 'SIGKILL') assert.equal(killed.signal, 'SIGKILL', `expected death by SIGKILL, got exit ${killed.code}`);
+  else {
+    expectClean(killed, signal === 'SIGINT' ? 130 : 143, `the run stopped by ${signal}`);
+    assert.match(killed.stderr, /Interrupted\. Finished stages and committed chunks are kept; resume with:/);
+  }
+  const done = doneBefore(killed);
+  const rowsKept = await chunkRows(store);
+  // Right after the interruption the store holds old and new state only, never a torn one.
+  const torn = (await checkStore(store)).filter((p) => !p.startsWith('tmp/'));
+  if (torn.length) throw new Lost(`store inconsistent right after the ${signal}: ${torn.join('; ')}`);
+
+  const rerun = await cli(runArgs(ref.data), { cwd: dir, timeoutMs: RUN_BOUND_MS });
+  expectClean(rerun, 0, 'the rerun');
+  const summary = summaryOf(rerun);
+  const st = statuses(summary);
+  for (const stage of done) if (st[stage] !== 'cached') throw new Lost(`"${stage}" had finished before the ${signal} but ran again`);
+  if (st.features === 'ran') {
+    const computed = Number(summary.metrics.features?.computed);
+    if (computed > ref.images - rowsKept) throw new Lost(`features: ${computed} images computed again, though ${rowsKept} of ${ref.images} were committed`);
+  }
+  expectSameOutputs(await readOutputs(dir, summary), ref.outputs, 'the resumed run');
+  const left = await leftovers(dir, store);
+  if (left.length) throw new Error(`temp files remain after the rerun: ${left.join(', ')}`);
+  await expectConsistentStore(store, 'after the rerun');
+  const how = signal === 'SIGKILL' ? 'killed' : `exit ${killed.code}`;
+  return `${moment.label} (${seen}${note ? `, ${note}` : ''}): ${how}, ${done.length} stage(s) and ${rowsKept} feature rows kept; rerun ran ${ranStages(summary).join(',') || 'nothing'}; outputs identical`;
+}
+
+describe('interruption: SIGKILL, SIGTERM and SIGINT at seeded moments', { skip: needsFixtures }, () => {
+  test('the reference run (uninterrupted)', { timeout: RUN_BOUND_MS + 10_000 }, async () => {
+    await trial('reference', 'uninterrupted run, fresh store', async () => {
+      const ref = await reference();
+      return `${ref.images} images, ${EPOCHS} epochs; submission ${sha256Hex(ref.outputs.csv).slice(0, 12)}, model ${ref.outputs.model.slice(0, 12)}`;
+    });
+  });
+
+  test('every stage kind × every signal: the rerun completes with identical outputs and no temp files', { timeout: 600_000 }, async () => {
+    const kinds: Kind[] = ['feature extraction', 'training', 'artifact write', 'CSV write'];
+    const cases: [Kind, KillSignal][] = [
+      ...kinds.flatMap((k) => (['SIGKILL', 'SIGTERM', 'SIGINT'] as const).map((s): [Kind, KillSignal] => [k, s])),
+      ['model write', 'SIGKILL'],
+    ];
+    rethrowFirst(await pool(cases, PARALLEL, ([kind, signal]) => trial('interruption', `${signal} during ${kind}`, () => interruptionTrial(kind, signal))));
+  });
+});
+
+// ── corruption ───────────────────────────────────────────────────────────
+
+/** Reruns on a damaged store: the damage must be reported, the stage recomputed, the outputs identical. */
+async function rerunAfterDamage(dir: string, store: string, ref: Reference, stage: string, warning: RegExp): Promise<Summary> {
+  const r = await cli(runArgs(ref.data), { cwd: dir, timeoutMs: RUN_BOUND_MS });
+  expectClean(r, 0, 'the run on the damaged store');
+  const summary = summaryOf(r);
+  expectSameOutputs(await readOutputs(dir, summary), ref.outputs, 'the run on the damaged store');
+  if (statuses(summary)[stage] !== 'ran') throw new Lost(`the damaged artifact of "${stage}" was used (status ${statuses(summary)[stage]})`);
+  if (!summary.warnings.some((w) => warning.test(w))) throw new Error(`no warning matching ${warning}: ${JSON.stringify(summary.warnings)}`);
+  await expectConsistentStore(store, 'after the rerun');
+  return summary;
+}
+
+const STAGES_WITH_FILES = ['dataset', 'backbone', 'transform', 'freeze', 'features', 'head', 'train', 'predictions', 'model'];
+
+async function objectTrial(stage: string, how: 'flip' | 'truncate'): Promise<string> {
+  const rng = random(seedFor(`object ${stage} ${how}`));
+  const { dir, store, ref } = await projectFromReference([]);
+  const stored = (await entries(store)).find((e) => e.entry.stage === stage && ref.summary.stages.some((s) => s.fingerprint === e.fingerprint));
+  assert.ok(stored, `no artifact of ${stage}`);
+  const [name, file] = rng.pick(Object.entries(stored.entry.files));
+  const object = objectPath(store, file.sha256);
+  const what = how === 'flip' ? `byte ${await flipByte(object, rng)} of ${file.size} flipped` : `cut to ${await truncate(object, rng)} of ${file.size} bytes`;
+  await rerunAfterDamage(dir, store, ref, stage, how === 'flip' ? /does not match its hash/ : /bytes instead of/);
+  return `objects/ file "${name}" of ${stage}: ${what}; detected, recomputed, outputs identical`;
+}
+
+async function entryTrial(stage: string, how: 'flip' | 'truncate'): Promise<string> {
+  const rng = random(seedFor(`entry ${stage} ${how}`));
+  const { dir, store, ref } = await projectFromReference([]);
+  const stored = (await entries(store)).find((e) => e.entry.stage === stage && ref.summary.stages.some((s) => s.fingerprint === e.fingerprint))!;
+  const before = await fs.readFile(stored.file, 'utf8');
+  const what = how === 'flip' ? `byte ${await flipByte(stored.file, rng)} flipped` : `cut to ${await truncate(stored.file, rng)} of ${before.length} bytes`;
+  // A flip can leave the same JSON (an exponent's e → E): then the entry is still right, and may be used.
+  let same = false;
+  try {
+    same = JSON.stringify(JSON.parse(await fs.readFile(stored.file, 'utf8'))) === JSON.stringify(JSON.parse(before));
+  } catch {
+    same = false;
+  }
+  if (same) {
+    const r = await cli(runArgs(ref.data), { cwd: dir, timeoutMs: RUN_BOUND_MS });
+    expectClean(r, 0, 'the run');
+    expectSameOutputs(await readOutputs(dir, summaryOf(r)), ref.outputs, 'the run');
+    return `artifacts/ entry of ${stage}: ${what}, which left the same JSON; outputs identical`;
+  }
+  await rerunAfterDamage(dir, store, ref, stage, /Cached artifact [0-9a-f]{12} is corrupt/);
+  return `artifacts/ entry of ${stage}: ${what}; detected, recomputed, outputs identical`;
+}
+
+async function chunkTrial(how: 'flip header' | 'flip payload' | 'truncate'): Promise<string> {
+  const rng = random(seedFor(`chunk ${how}`));
+  const { dir, store, ref } = await projectFromReference(FROM_FEATURES);
+  const chunks = await listChunkFiles(store);
+  const file = rng.pick(chunks);
+  const rows = chunkPayload(await fs.readFile(file))!.readUInt32LE(0);
+  const what =
+    how === 'truncate'
+      ? `cut to ${await truncate(file, rng)} bytes`
+      : `byte ${await flipByte(file, rng, how === 'flip header' ? [0, 47] : [48, Number.MAX_SAFE_INTEGER])} flipped`;
+  const summary = await rerunAfterDamage(dir, store, ref, 'features', /saved chunk of work .* is corrupt/);
+  const computed = Number(summary.metrics.features?.computed);
+  if (computed !== rows) throw new Lost(`features: ${computed} images recomputed; only the damaged chunk's ${rows} should be`);
+  return `chunk ${path.basename(file)} (${rows} rows of ${chunks.length} chunks): ${what}; discarded with a warning, ${computed} images recomputed, outputs identical`;
+}
+
+async function runRecordTrial(how: 'flip' | 'truncate'): Promise<string> {
+  const rng = random(seedFor(`run record ${how}`));
+  const { dir, store, ref } = await projectFromReference([]);
+  const file = path.join(store, 'runs', `${ref.summary.runId}.json`);
+  const before = await fs.readFile(file, 'utf8');
+  const what = how === 'flip' ? `byte ${await flipByte(file, rng)} flipped` : `cut to ${await truncate(file, rng)} of ${before.length} bytes`;
+  let same = false;
+  try {
+    same = JSON.stringify(JSON.parse(await fs.readFile(file, 'utf8'))) === JSON.stringify(JSON.parse(before));
+  } catch {
+    same = false;
+  }
+  const list = await cli(['runs', '--json'], { cwd: dir, timeoutMs: 60_000 });
+  expectClean(list, 0, 'tlpipe runs');
+  const listed = (JSON.parse(list.stdout) as { runId: string }[]).some((r) => r.runId === ref.summary.runId);
+  if (same) return `runs/ record: ${what}, which left the same JSON; listed unchanged`;
+  if (listed) throw new Lost(`the damaged run record was listed as if intact`);
+  if (!/Run record .* is unreadable/.test(list.stderr)) throw new Error(`no warning about the damaged record: ${list.stderr}`);
+  const show = await cli(['show', ref.summary.runId], { cwd: dir, timeoutMs: 60_000 });
+  expectClean(show, 64, 'tlpipe show of the damaged record');
+  // A new run still works and is recorded.
+  const again = await cli(runArgs(ref.data), { cwd: dir, timeoutMs: RUN_BOUND_MS });
+  expectClean(again, 0, 'a new run');
+  expectSameOutputs(await readOutputs(dir, summaryOf(again)), ref.outputs, 'a new run');
+  const shown = await cli(['show', 'last'], { cwd: dir, timeoutMs: 60_000 });
+  expectClean(shown, 0, 'tlpipe show last');
+  return `runs/ record: ${what}; reported and ignored by runs/show (exit 64 for it), a new run recorded`;
+}
+
+async function downloadedModelTrial(how: 'flip' | 'truncate'): Promise<string> {
+  const rng = random(seedFor(`downloaded model ${how}`));
+  const model = await fs.readFile(fixture('models', 'mobilenetv2-12-int8.onnx'));
+  const server = await serveFiles({ '/zoo/mobilenetv2-12-int8.onnx': model });
+  try {
+    const xdg = await scratchDir('xdg');
+    const dir = await project();
+    const args = (store: string) => [
+      'run',
+      'pipelines/catsdogs.yaml',
+      '--only',
+      'backbone',
+      '--json',
+      '--cache-dir',
+      store,
+      '--set',
+      `backbone=${server.url('/zoo/mobilenetv2-12-int8.onnx')}`,
+      '--set',
+      `backbone.sha256=${MOBILENET_SHA}`,
+    ];
+    const env = { XDG_CACHE_HOME: xdg, TLPIPE_MODELS: '' };
+    const first = await cli(args(path.join(dir, 'store-1')), { cwd: dir, env, timeoutMs: 60_000 });
+    expectClean(first, 0, 'the first run (download)');
+    const cached = path.join(xdg, 'tlpipe', 'models', `${MOBILENET_SHA}.onnx`);
+    assert.equal(sha256Hex(await fs.readFile(cached)), MOBILENET_SHA);
+    const what = how === 'flip' ? `byte ${await flipByte(cached, rng)} flipped` : `cut to ${await truncate(cached, rng)} bytes`;
+    const store = path.join(dir, 'store-2');
+    const second = await cli(args(store), { cwd: dir, env, timeoutMs: 60_000 });
+    expectClean(second, 0, 'the run with the damaged cached model');
+    if (!/cached model .* is corrupt \(sha256 mismatch\); it is downloaded again/.test(second.stderr)) throw new Error(`no warning: ${second.stderr}`);
+    const hits = server.hits.get('/zoo/mobilenetv2-12-int8.onnx') ?? 0;
+    if (hits !== 2) throw new Error(`${hits} downloads, expected 2 (the first, then the re-download)`);
+    const backbone = (await entries(store)).find((e) => e.entry.stage === 'backbone')!;
+    if (backbone.entry.files['model.onnx']!.sha256 !== MOBILENET_SHA) throw new Lost('the damaged model was used by the backbone stage');
+    if (sha256Hex(await fs.readFile(cached)) !== MOBILENET_SHA) throw new Lost('the user cache still holds the damaged model');
+    await expectConsistentStore(store, 'after the re-download');
+    return `~/.cache/tlpipe/models file: ${what}; warned, downloaded again (2 requests), the stage used the verified file`;
+  } finally {
+    await server.close();
+  }
+}
+
+describe('corruption: damaged artifacts, entries, chunks, run records and downloaded models', { skip: needsFixtures }, () => {
+  test('each damage is detected on use, warned about, recomputed, and never used', { timeout: 600_000 }, async () => {
+    const rng = random(seedFor('corruption stages'));
+    const shuffled = [...STAGES_WITH_FILES].sort(() => rng.next() - 0.5);
+    const flipStages = shuffled.slice(0, 5);
+    const cutStages = shuffled.slice(5);
+    const entryStages = [...STAGES_WITH_FILES, 'evaluate'].sort(() => rng.next() - 0.5).slice(0, 4);
+    const cases: [string, () => Promise<string>][] = [
+      ...flipStages.map((s): [string, () => Promise<string>] => [`object of ${s}: byte flipped`, () => objectTrial(s, 'flip')]),
+      ...cutStages.map((s): [string, () => Promise<string>] => [`object of ${s}: truncated`, () => objectTrial(s, 'truncate')]),
+      ...entryStages.slice(0, 3).map((s): [string, () => Promise<string>] => [`entry of ${s}: byte flipped`, () => entryTrial(s, 'flip')]),
+      [`entry of ${entryStages[3]}: truncated`, () => entryTrial(entryStages[3]!, 'truncate')],
+      ['feature chunk: header byte flipped', () => chunkTrial('flip header')],
+      ['feature chunk: payload byte flipped', () => chunkTrial('flip payload')],
+      ['feature chunk: truncated', () => chunkTrial('truncate')],
+      ['run record: byte flipped', () => runRecordTrial('flip')],
+      ['run record: truncated', () => runRecordTrial('truncate')],
+      ['downloaded model: byte flipped', () => downloadedModelTrial('flip')],
+      ['downloaded model: truncated', () => downloadedModelTrial('truncate')],
+    ];
+    rethrowFirst(await pool(cases, PARALLEL, ([name, body]) => trial('corruption', name, body)));
+  });
+});
+
+// ── concurrency ──────────────────────────────────────────────────────────
+
+describe('concurrency: several runs of one pipeline on one store', { skip: needsFixtures }, () => {
+  test('three identical runs at once: all correct, each stage computed once, the store consistent', { timeout: 300_000 }, async () => {
+    await trial('concurrency', '3 identical runs at once, fresh store', async () => {
+      const ref = await reference();
+      const dir = await project();
+      const children = [0, 1, 2].map(() => start(runArgs(ref.data), { cwd: dir, timeoutMs: RUN_BOUND_MS * 2 }));
+      const runs = await Promise.all(children.map((c) => finish(c)));
+      runs.forEach((r, i) => expectClean(r, 0, `run ${i + 1}`));
+      const summaries = runs.map(summaryOf);
+      for (const s of summaries) expectSameOutputs(await readOutputs(dir, s), ref.outputs, `run ${s.runId}`);
+      const store = path.join(dir, '.tlpipe');
+      const twice = ref.summary.stages.map((x) => x.name).filter((name) => summaries.filter((s) => statuses(s)[name] === 'ran').length !== 1);
+      if (twice.length) throw new Error(`stages not computed exactly once across the runs: ${twice.join(', ')}`);
+      const chunks = (await listChunkFiles(store)).length;
+      const expectedChunks = Math.ceil(ref.images / 8);
+      if (chunks !== expectedChunks) throw new Error(`${chunks} feature chunks, expected ${expectedChunks}: work done twice`);
+      await expectConsistentStore(store, 'after the concurrent runs');
+      const left = await leftovers(dir, store);
+      if (left.length) throw new Error(`temp files remain: ${left.join(', ')}`);
+      return `each of the ${ref.summary.stages.length} stages ran in exactly one run; ${chunks} chunks (no duplicate work); outputs identical`;
+    });
+  });
+
+  test('two runs with different learning rates at once share the features', { timeout: 300_000 }, async () => {
+    await trial('concurrency', '2 runs, different lr, at once', async () => {
+      const ref = await reference();
+      const dir = await project();
+      const a = start(runArgs(ref.data), { cwd: dir, timeoutMs: RUN_BOUND_MS * 2 });
+      const b = start(runArgs(ref.data, '--set', 'lr=0.0005', '--set', 'out=out/lr-0.0005'), { cwd: dir, timeoutMs: RUN_BOUND_MS * 2 });
+      const [ra, rb] = await Promise.all([finish(a), finish(b)]);
+      expectClean(ra, 0, 'run A');
+      expectClean(rb, 0, 'run B');
+      const [sa, sb] = [summaryOf(ra), summaryOf(rb)];
+      expectSameOutputs(await readOutputs(dir, sa), ref.outputs, 'run A (reference parameters)');
+      const shared = ['dataset', 'backbone', 'transform', 'freeze', 'features', 'head'];
+      const twice = shared.filter((s) => statuses(sa)[s] === 'ran' && statuses(sb)[s] === 'ran');
+      if (twice.length) throw new Error(`shared stages computed by both runs: ${twice.join(', ')}`);
+      if (statuses(sb).train !== 'ran') throw new Error('run B did not train its own head');
+      const store = path.join(dir, '.tlpipe');
+      await expectConsistentStore(store, 'after the concurrent runs');
+      // B's answer equals B's answer on a store of its own, computed alone.
+      const alone = await project();
+      await cloneStore(store, path.join(alone, '.tlpipe'), FROM_TRAIN);
+      const rc = await cli(runArgs(ref.data, '--set', 'lr=0.0005', '--set', 'out=out/lr-0.0005'), { cwd: alone, timeoutMs: RUN_BOUND_MS });
+      expectClean(rc, 0, 'run B alone');
+      expectSameOutputs(await readOutputs(dir, sb, 'out/lr-0.0005'), await readOutputs(alone, summaryOf(rc), 'out/lr-0.0005'), 'run B');
+      return `shared stages computed once (${shared.filter((s) => statuses(sa)[s] === 'ran' || statuses(sb)[s] === 'ran').length} ran, the rest waited and reused); both outputs correct`;
+    });
+  });
+});
+
+// ── disk full ────────────────────────────────────────────────────────────
+
+describe('disk full: a small file system for the store', { skip: needsFixtures }, () => {
+  test('a clear error (exit 73), a consistent store, and a rerun that succeeds once there is room', { timeout: 600_000 }, async () => {
+    const rng = random(seedFor('disk full'));
+    // Free space left for the store: the run needs about 9 MB (a 3.6 MB backbone,
+    // a 2.4 MB feature extractor, a 2.4 MB exported model, chunks and entries).
+    const budgets = [0.4, 2.5, 4.5, 6.5, 8].map((mb) => Math.round((mb + rng.next() * 0.3) * 1024 * 1024));
+    const probe = await mountTmpfs(1);
+    if ('reason' in probe) {
+      await trial('disk full', 'store on a small tmpfs', async () => {
+        throw new SkipTrial(probe.reason);
+      });
+      return;
+    }
+    await probe.unmount();
+    const ref = await reference();
+    for (const leave of budgets) {
+      await trial('disk full', `store with ${(leave / 1048576).toFixed(1)} MB free`, async () => {
+        const fsys = await mountTmpfs(24);
+        if ('reason' in fsys) throw new SkipTrial(fsys.reason);
+        try {
+          const dir = await project();
+          const store = path.join(fsys.dir, 'store');
+          const filler = await fillUntil(fsys.dir, leave);
+          const full = await cli(runArgs(ref.data, '--cache-dir', store), { cwd: dir, timeoutMs: RUN_BOUND_MS });
+          expectClean(full, 73, 'the run on the full disk');
+          if (!/No space left on the device/.test(full.stderr + full.stdout)) throw new Error(`the message does not name the cause: ${full.stderr.slice(-800)}`);
+          await expectConsistentStore(store, 'after the failed run');
+          const done = doneBefore(full);
+          // "Once there is room": the filler is deleted; the same command runs again.
+          await fs.rm(filler);
+          const rerun = await cli(runArgs(ref.data, '--cache-dir', store), { cwd: dir, timeoutMs: RUN_BOUND_MS });
+          expectClean(rerun, 0, 'the rerun with room');
+          const summary = summaryOf(rerun);
+          for (const stage of done) if (statuses(summary)[stage] !== 'cached') throw new Lost(`"${stage}" finished before the disk filled but ran again`);
+          expectSameOutputs(await readOutputs(dir, summary), ref.outputs, 'the rerun');
+          await expectConsistentStore(store, 'after the rerun');
+          const failedStage = /✖ (\w+) failed/.exec(full.stdout)?.[1] ?? 'the run record';
+          return `exit 73 at ${failedStage} (${done.length} stage(s) kept); rerun after freeing space: ${ranStages(summary).length} ran, outputs identical`;
+        } finally {
+          await fsys.unmount();
+        }
+      });
+    }
+  });
+
+  test('outputs on a full disk: exit 73, no partial output, a rerun that succeeds once there is room', { timeout: 300_000 }, async () => {
+    await trial('disk full', 'project outputs on a full tmpfs', async () => {
+      const ref = await reference();
+      const fsys = await mountTmpfs(8);
+      if ('reason' in fsys) throw new SkipTrial(fsys.reason);
+      try {
+        const dir = path.join(fsys.dir, 'project');
+        await fs.mkdir(dir);
+        const source = await project();
+        await fs.cp(source, dir, { recursive: true });
+        const store = await scratchDir('store');
+        await fs.rm(store, { recursive: true });
+        await cloneStore(ref.store, store, []);
+        const filler = await fillUntil(fsys.dir, 1024 * 1024);
+        const full = await cli(runArgs(ref.data, '--cache-dir', store), { cwd: dir, timeoutMs: RUN_BOUND_MS });
+        expectClean(full, 73, 'the run publishing to a full disk');
+        if (!/No space left on the device/.test(full.stderr + full.stdout)) throw new Error(`the message does not name the cause: ${full.stderr.slice(-800)}`);
+        const left = await leftovers(dir, store);
+        if (left.length) throw new Error(`partial files remain: ${left.join(', ')}`);
+        const model = await fs.readFile(path.join(dir, 'out', 'catsdogs', 'model.onnx')).catch(() => undefined);
+        if (model && sha256Hex(model) !== ref.outputs.model) throw new Lost('a partial model.onnx was left in place');
+        await fs.rm(filler);
+        const rerun = await cli(runArgs(ref.data, '--cache-dir', store), { cwd: dir, timeoutMs: RUN_BOUND_MS });
+        expectClean(rerun, 0, 'the rerun with room');
+        expectSameOutputs(await readOutputs(dir, summaryOf(rerun)), ref.outputs, 'the rerun');
+        return 'exit 73 naming the cause, no partial output; rerun restored the outputs from the cache';
+      } finally {
+        await fsys.unmount();
+      }
+    });
+  });
+});
+
+// ── bad pipeline files ───────────────────────────────────────────────────
+
+const EXEC_BASE = `tlpipe: 1
+name: bad
+params:
+  n: 3
+stages:
+  one:
+    uses: exec
+    with:
+      command: [node, -e, "1"]
+`;
+
+interface PipelineCase {
+  name: string;
+  /** The pipeline file's text (written as p.yaml), or undefined to use pipelines/catsdogs.yaml. */
+  text?: string | Buffer;
+  args?: string[];
+  command?: string;
+  files?: Record<string, string>;
+  code: number;
+  /** What the message must say. */
+  says: RegExp;
+}
+
+const catsdogsText = async () => fs.readFile(path.join(await project(), 'pipelines', 'catsdogs.yaml'), 'utf8');
+
+async function pipelineCases(): Promise<PipelineCase[]> {
+  const catsdogs = await catsdogsText();
+  const located = /:\d+:\d+ /;
+  const rng = random(seedFor('garbage'));
+  return [
+    { name: 'YAML syntax error (unclosed bracket)', text: `${EXEC_BASE}      deps: [a, b\n`, code: 2, says: /p\.yaml:\d+:\d+ YAML syntax error/ },
+    { name: 'YAML: tab indentation', text: EXEC_BASE.replace('    uses: exec', '\tuses: exec'), code: 2, says: /p\.yaml:\d+:\d+ YAML syntax error/ },
+    { name: 'YAML: duplicate key', text: `${EXEC_BASE}name: again\n`, code: 2, says: /p\.yaml:\d+:\d+ .*(unique|duplicate)/i },
+    { name: 'empty file', text: '', code: 2, says: located },
+    { name: 'a list instead of a mapping', text: '- tlpipe: 1\n- name: x\n', code: 2, says: /Expected a pipeline/ },
+    { name: 'binary garbage', text: Buffer.from(Array.from({ length: 2048 }, () => rng.int(0, 255))), code: 2, says: located },
+    { name: 'billion laughs (alias bomb)', text: `tlpipe: 1\nname: x\nstages: {}\na: &a [x,x,x,x,x,x,x,x,x]\n${'bcdefgh'.split('').map((c, i) => `${c}: &${c} [${Array(9).fill(`*${'abcdefgh'[i]}`).join(',')}]`).join('\n')}\n`, code: 2, says: /alias/i },
+    { name: 'deeply nested value (20,000 levels)', text: `tlpipe: 1\nname: x\nstages: {}\nx: ${'['.repeat(20_000)}${']'.repeat(20_000)}\n`, code: 2, says: located },
+    { name: 'unknown key (lrr)', text: catsdogs.replace('      lr: ${lr}', '      lrr: ${lr}'), code: 2, says: /Unknown key "lrr".*Did you mean "lr"/ },
+    { name: 'missing "stages"', text: 'tlpipe: 1\nname: x\n', code: 2, says: /Missing required key "stages"/ },
+    { name: 'stage without "uses"', text: `${EXEC_BASE}  two:\n    with: {}\n`, code: 2, says: /uses/ },
+    { name: 'unknown step type', text: EXEC_BASE.replace('uses: exec', 'uses: exce'), code: 2, says: /Unknown step type "exce".*Did you mean "exec"/ },
+    {
+      name: 'a cycle of stages',
+      text: `tlpipe: 1\nname: c\nstages:\n  a:\n    uses: exec\n    inputs: [b]\n    with: {command: [node, -e, "1"]}\n  b:\n    uses: exec\n    inputs: [a]\n    with: {command: [node, -e, "1"]}\n`,
+      code: 2,
+      says: /cycle: (a → b → a|b → a → b)/,
+    },
+    { name: 'an extends cycle', text: 'extends: q.yaml\ntlpipe: 1\nname: p\nstages: {}\n', files: { 'q.yaml': 'extends: p.yaml\ntlpipe: 1\nname: q\nstages: {}\n' }, code: 2, says: /"extends" makes a cycle/ },
+    { name: 'wrong type (epochs: "ten")', args: ['--set', 'epochs=ten'], code: 2, says: /Expected an integer, but was a string \("ten"\)/ },
+    { name: 'epochs -1', args: ['--set', 'epochs=-1'], code: 2, says: /Expected a value >= 1, but was -1/ },
+    { name: 'batch 0', args: ['--set', 'batch=0'], code: 2, says: /Expected a value >= 1, but was 0/ },
+    { name: 'batch 1e12', args: ['--set', 'batch=1e12'], code: 2, says: /Expected a value <= \d+, but was 1000000000000/ },
+    { name: 'lr .nan in the file', text: catsdogs.replace('lr: 0.001', 'lr: .nan'), code: 2, says: /Expected a finite number, but was NaN/ },
+    { name: 'lr NaN from --set lr=.nan', args: ['--set', 'lr=.nan'], code: 2, says: /--set:1:4 Expected a finite number, but was NaN/ },
+    { name: 'lr .inf', args: ['--set', 'lr=.inf'], code: 2, says: /Expected a finite number, but was Infinity/ },
+    { name: 'epochs 1e400 (overflows to Infinity)', args: ['--set', 'epochs=1e400'], code: 2, says: /finite/ },
+    { name: 'unknown ${param}', text: EXEC_BASE.replace('"1"]', '"${m}"]'), code: 2, says: /Unknown parameter "m"/ },
+    { name: 'unset ${env.X} without default', text: EXEC_BASE.replace('"1"]', '"${env.TLPIPE_FAULTS_UNSET}"]'), code: 2, says: /Environment variable TLPIPE_FAULTS_UNSET is not set/ },
+    { name: 'a --set key that is nothing', args: ['--set', 'lrate=1'], code: 2, says: /"lrate" is neither a parameter nor a stage/ },
+    { name: 'a user step module that does not exist', text: EXEC_BASE.replace('uses: exec', 'uses: ./nowhere.mjs'), code: 2, says: /nowhere\.mjs/ },
+    { name: 'a user step module that throws on import', text: EXEC_BASE.replace('uses: exec', 'uses: ./boom.mjs'), files: { 'boom.mjs': 'throw new Error("boom at import");\n' }, code: 2, says: /boom/ },
+    { name: 'missing pipeline file', command: 'run', text: undefined, args: ['nope.yaml'], code: 64, says: /nope\.yaml not found/ },
+    { name: 'a folder as the pipeline file', command: 'run', args: ['pipelines'], code: 64, says: /is a folder/ },
+    { name: '--jobs 0', command: 'run', args: ['--jobs', '0'], code: 64, says: /--jobs expects a whole number/ },
+    { name: '--set without "="', command: 'run', args: ['--set', 'lr'], code: 64, says: /--set expects key=value/ },
+    { name: '--cache-dir naming a file', command: 'run', args: ['--cache-dir', 'package.json'], code: 73, says: /a file stands where a folder is needed/ },
+  ];
+}
+
+describe('bad pipeline files: a clear error at the line, never a stack trace', () => {
+  test('syntax, schema, cycles, types, absurd values, hostile YAML, bad flags', { timeout: 300_000 }, async () => {
+    const cases = await pipelineCases();
+    rethrowFirst(
+      await pool(cases, 3, (c) =>
+        trial('bad pipeline', c.name, async () => {
+          const dir = await project(['catsdogs.yaml'], c.files ?? {});
+          let file = 'pipelines/catsdogs.yaml';
+          if (c.text !== undefined) {
+            await fs.writeFile(path.join(dir, 'p.yaml'), c.text);
+            file = 'p.yaml';
+          }
+          const command = c.command ?? 'validate';
+          const args = command === 'run' && c.args && !c.args[0]!.startsWith('-') ? [command, ...c.args] : [command, file, ...(c.args ?? [])];
+          const r = await cli(args, { cwd: dir, timeoutMs: 60_000, env: { TLPIPE_MODELS: '' } });
+          expectClean(r, c.code, c.name);
+          if (!c.says.test(r.stderr)) throw new Error(`message does not say ${c.says}: ${r.stderr.slice(0, 600)}`);
+          const first = r.stderr.split('\n').find((l) => l.trim()) ?? '';
+          return `exit ${r.code} in ${r.seconds.toFixed(1)} s: ${first.slice(0, 90)}`;
+        }),
+      ),
+    );
+  });
+});
+
+// ── injection and paths ──────────────────────────────────────────────────
+
+const WRITE_ARGS = "require('fs').mkdirSync('out',{recursive:true});require('fs').writeFileSync('out/args.json',JSON.stringify(process.argv.slice(1)))";
+
+describe('security: no shell unless asked, no path out of the project or the store, no secrets in run records', () => {
+  test('${...} values and exec arguments are passed as literal arguments', { timeout: 120_000 }, async () => {
+    await trial('security', 'shell injection through ${param}, ${env} and exec arguments', async () => {
+      const hostile = ['; touch pwned', '$(touch pwned2)', '`touch pwned3`', 'a && touch pwned4 | tee pwned5', "'; touch pwned6; echo '"];
+      const text = `tlpipe: 1
+name: inject
+params:
+${hostile.map((h, i) => `  p${i}: ${JSON.stringify(h)}`).join('\n')}
+stages:
+  args:
+    uses: exec
+    with:
+      command: [node, -e, ${JSON.stringify(WRITE_ARGS)}, ${hostile.map((_, i) => `"\${p${i}}"`).join(', ')}, "\${env.EVIL}", "; touch pwned7"]
+      outs: [out/args.json]
+`;
+      const dir = await project([], { 'p.yaml': text });
+      const evil = '`touch pwned8`; touch pwned9 $(touch pwned10)';
+      const r = await cli(['run', 'p.yaml'], { cwd: dir, env: { EVIL: evil }, timeoutMs: 60_000 });
+      expectClean(r, 0, 'the exec run');
+      const args = JSON.parse(await fs.readFile(path.join(dir, 'out', 'args.json'), 'utf8')) as string[];
+      assert.deepEqual(args, [...hostile, evil, '; touch pwned7']);
+      const pwned = (await fs.readdir(dir, { recursive: true })).filter((f) => /pwned/.test(String(f)));
+      if (pwned.length) throw new Error(`a shell ran: ${pwned.join(', ')}`);
+      return `${args.length} hostile values arrived as ${args.length} literal arguments; no "pwned" file`;
+    });
+  });
+
+  test('outputs that try to leave the project are refused before anything runs', { timeout: 300_000 }, async () => {
+    const outside = await scratchDir('outside');
+    const marker = path.join(outside, 'escaped.txt');
+    const write = (to: string) => `require('fs').writeFileSync(${JSON.stringify(to)},'x')`;
+    const cases: [string, string, RegExp][] = [
+      ['exec outs: [../x]', `outs: ["../${path.basename(outside)}/escaped.txt"]\n      command: [node, -e, ${JSON.stringify(write(`../${path.basename(outside)}/escaped.txt`))}]`, /outside the project folder/],
+      ['exec outs: an absolute path', `outs: [${JSON.stringify(marker)}]\n      command: [node, -e, ${JSON.stringify(write(marker))}]`, /outside the project folder/],
+      ['exec cwd: ..', `cwd: ..\n      command: [node, -e, ${JSON.stringify(write(marker))}]`, /outside the project folder/],
+    ];
+    rethrowFirst(
+      await pool(cases, 2, ([name, withText, says]) =>
+        trial('security', name, async () => {
+          const dir = path.join(outside, `p-${sha256Hex(name).slice(0, 6)}`);
+          await fs.mkdir(dir);
+          await fs.writeFile(path.join(dir, 'package.json'), '{}');
+          await fs.writeFile(path.join(dir, 'p.yaml'), `tlpipe: 1\nname: esc\nstages:\n  esc:\n    uses: exec\n    with:\n      ${withText}\n`);
+          const r = await cli(['run', 'p.yaml'], { cwd: dir, timeoutMs: 60_000 });
+          expectClean(r, 1, name);
+          if (!says.test(r.stdout + r.stderr)) throw new Error(`message does not say ${says}: ${r.stderr.slice(-500)}`);
+          if (await fs.stat(marker).then(() => true, () => false)) throw new Lost(`a file was written outside the project: ${marker}`);
+          return `refused (exit 1, "${(/Output path .*? is outside the project folder/.exec(r.stdout + r.stderr)?.[0] ?? says.source).slice(0, 70)}"), the command never ran`;
+        }),
+      ),
+    );
+  });
+
+  test('export paths outside the project are refused with a clear message', { skip: needsFixtures, timeout: 300_000 }, async () => {
+    const cases: [string, string][] = [
+      ['export.csv to: ../outside.csv', 'predictions.to=../outside.csv'],
+      ['export.model to: an absolute path', `model.to=${path.join(os.tmpdir(), 'tlpipe-faults-escaped.onnx')}`],
+    ];
+    rethrowFirst(
+      await pool(cases, 2, ([name, set]) =>
+        trial('security', name, async () => {
+          const { dir, ref } = await projectFromReference([]);
+          const r = await cli(runArgs(ref.data, '--set', set), { cwd: dir, timeoutMs: RUN_BOUND_MS });
+          expectClean(r, 1, name);
+          if (!/is outside the project folder/.test(r.stderr + r.stdout)) throw new Error(`no clear refusal: ${r.stderr.slice(-600)}`);
+          const target = path.resolve(dir, set.split('=')[1]!);
+          if (await fs.stat(target).then(() => true, () => false)) throw new Lost(`written outside the project: ${target}`);
+          return 'refused: "Output path … is outside the project folder", nothing written';
+        }),
+      ),
+    );
+  });
+
+  test('a user step cannot write chunks or publish outside the store and the project', { timeout: 120_000 }, async () => {
+    const step = `import fs from 'node:fs';
+import path from 'node:path';
+export default {
+  type: 'evil', version: 1, description: 'tries to escape',
+  paramsSchema: { type: 'object', properties: { mode: { type: 'string' }, to: { type: 'string' } } },
+  async run(ctx, params) {
+    fs.writeFileSync(path.join(ctx.outDir, 'a.txt'), 'a');
+    if (params.mode === 'chunks') await ctx.chunks('../../escaped-chunks').append(Buffer.from('x'));
+    if (params.mode === 'publish') return { publish: [{ file: 'a.txt', to: params.to }] };
+    if (params.mode === 'publish-file') return { publish: [{ file: '../../../../etc/hostname', to: ctx.outputPath('out/h.txt') }] };
+    return {};
+  },
+};
+`;
+    const outside = await scratchDir('outside');
+    const cases: [string, string, RegExp, string][] = [
+      ['user step: chunk scope "../../x"', 'mode: chunks', /chunk scope .* is not a plain name/, 'escaped-chunks'],
+      ['user step: publish to an absolute path', `mode: publish, to: ${JSON.stringify(path.join(outside, 'published.txt'))}`, /outside the project folder/, path.join(outside, 'published.txt')],
+      ['user step: publish a file from outside its folder', 'mode: publish-file', /did not write that file/, 'out/h.txt'],
+    ];
+    rethrowFirst(
+      await pool(cases, 2, ([name, withText, says, escaped]) =>
+        trial('security', name, async () => {
+          const dir = await project([], { 'steps/evil.mjs': step, 'p.yaml': `tlpipe: 1\nname: evil\nstages:\n  evil:\n    uses: ./steps/evil.mjs\n    with: {${withText}}\n` });
+          const r = await cli(['run', 'p.yaml'], { cwd: dir, timeoutMs: 60_000 });
+          expectClean(r, 1, name);
+          if (!says.test(r.stdout + r.stderr)) throw new Error(`message does not say ${says}: ${r.stderr.slice(-500)}`);
+          const where = path.isAbsolute(escaped) ? escaped : path.join(dir, escaped);
+          if (await fs.stat(where).then(() => true, () => false)) throw new Lost(`written outside its folder: ${where}`);
+          await expectConsistentStore(path.join(dir, '.tlpipe'), name);
+          return `refused: ${says.source.replace(/\\/g, '').replace(/\.\*/g, '…')}`;
+        }),
+      ),
+    );
+  });
+
+  test('run records mask environment secrets', { timeout: 120_000 }, async () => {
+    await trial('security', 'secrets in params, --set and exec env are masked in runs/*.json', async () => {
+      const token = 'tok-9f8e7d6c5b4a3210';
+      const password = 'hunter2-correct-horse';
+      const text = `tlpipe: 1
+name: secrets
+params:
+  token: \${env.API_TOKEN}
+  header: "Bearer \${env.API_TOKEN}"
+  plain: \${env.DB_PASSWORD}
+  note: hello
+stages:
+  call:
+    uses: exec
+    with:
+      command: [node, -e, "process.exit(process.argv[1] === process.env.API_TOKEN && process.argv[2] === 'Bearer ' + process.env.API_TOKEN ? 0 : 3)", "\${token}", "\${header}"]
+      env: {API_TOKEN: "\${env.API_TOKEN}"}
+`;
+      const dir = await project([], { 'p.yaml': text });
+      const env = { API_TOKEN: token, DB_PASSWORD: password };
+      const r = await cli(['run', 'p.yaml', '--set', `note=${password}`], { cwd: dir, env, timeoutMs: 60_000 });
+      expectClean(r, 0, 'the run (the secret reached the command)');
+      const runsDir = path.join(dir, '.tlpipe', 'runs');
+      const records = await Promise.all((await fs.readdir(runsDir)).map((n) => fs.readFile(path.join(runsDir, n), 'utf8')));
+      const leaked = records.filter((t) => t.includes(token) || t.includes(password) || t.includes(token.slice(4)));
+      if (leaked.length) throw new Error('a secret was written to runs/*.json');
+      if (!records.every((t) => t.includes('***'))) throw new Error('no masked value in the record');
+      const shown = await cli(['show', 'last'], { cwd: dir, env, timeoutMs: 60_000 });
+      expectClean(shown, 0, 'tlpipe show last');
+      if (shown.stdout.includes(token) || shown.stdout.includes(password)) throw new Error('tlpipe show printed a secret');
+      const artifacts = (await entries(path.join(dir, '.tlpipe'))).filter((e) => JSON.stringify(e.entry).includes(token)).length;
+      return `params, --set and the header masked as *** in runs/*.json and tlpipe show${artifacts ? `; note: ${artifacts} artifact entry keeps the exec env value in its fingerprint record` : ''}`;
+    });
+  });
+});
+
+// ── bad data ─────────────────────────────────────────────────────────────
+
+interface Manifest {
+  images: { path: string; width: number; height: number; split: string }[];
+}
+
+async function manifestOf(store: string, summary: Summary): Promise<Manifest> {
+  const fp = summary.stages.find((s) => s.name === 'dataset')!.fingerprint;
+  const e = (await entries(store)).find((x) => x.fingerprint === fp)!;
+  return JSON.parse(await fs.readFile(objectPath(store, e.entry.files['manifest.json']!.sha256), 'utf8')) as Manifest;
+}
+
+describe('bad data: broken, hostile and unusual images, folders and models', { skip: needsFixtures }, () => {
+  test('per-file cases in one dataset: each used or skipped with its reason, within a time bound', { timeout: 300_000 }, async () => {
+    const { dir, store, ref } = await projectFromReference([]);
+    const data = await photoSet(20, 6);
+    const cases = await writeDataCases(data);
+    const r = await cli(runArgs(data), { cwd: dir, timeoutMs: RUN_BOUND_MS });
+    const runError = (() => {
+      try {
+        expectClean(r, 0, 'the run on the bad data');
+        return undefined;
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    const summary = runError ? undefined : summaryOf(r);
+    const shown = summary ? JSON.parse((await cli(['show', summary.runId], { cwd: dir, timeoutMs: 60_000 })).stdout) : undefined;
+    const datasetValue = shown?.stages.find((s: { name: string }) => s.name === 'dataset')?.value as { skipped: { path: string; reason: string }[] } | undefined;
+    const featuresValue = shown?.stages.find((s: { name: string }) => s.name === 'features')?.value as { failed: { path: string; reason: string }[] } | undefined;
+    const manifest = summary ? await manifestOf(store, summary) : undefined;
+    const nameOf = (f: string | Buffer) => (typeof f === 'string' ? path.basename(f) : path.basename(new TextDecoder().decode(f)));
+    const settled = await pool(cases, 1, (c) =>
+      trial('bad data', c.name, async () => {
+        if (runError) throw runError;
+        const base = nameOf(c.file);
+        const skipped = datasetValue!.skipped.find((s) => path.basename(s.path) === base);
+        const used = manifest!.images.find((i) => path.basename(i.path) === base);
+        const failed = featuresValue?.failed.find((f) => path.basename(f.path) === base);
+        if (c.expect === 'use') {
+          if (!used) throw new Error(`not used: ${skipped?.reason ?? 'absent from the manifest'}`);
+          if (failed) throw new Error(`validated but failed in feature extraction: ${failed.reason}`);
+          if (c.size && (used.width !== c.size.width || used.height !== c.size.height)) {
+            throw new Lost(`used as ${used.width}×${used.height}, expected ${c.size.width}×${c.size.height}`);
+          }
+          return `used (${used.split}, ${used.width}×${used.height})`;
+        }
+        if (used) throw new Lost(`used although it should be refused`);
+        const reason = skipped?.reason ?? [...(summary!.warnings ?? [])].find((w) => c.reason!.test(w));
+        if (!reason || !c.reason!.test(reason)) throw new Error(`not reported with a reason matching ${c.reason}: ${JSON.stringify(skipped ?? datasetValue!.skipped.map((s) => s.reason))}`);
+        return `${c.expect === 'skip' ? 'skipped' : 'reported'}: ${reason}`;
+      }),
+    );
+    rethrowFirst(settled);
+    const csv = (await readOutputs(dir, summary!)).csv;
+    assert.doesNotMatch(csv, /^999,/m, 'the zero-byte test image has no prediction');
+    assert.equal(csv, ref.outputs.csv, 'the good test images get the reference predictions');
+  });
+
+  async function datasetCase(name: string, layout: 'filename' | 'folders', build: (data: string) => Promise<void>, code: number, says: RegExp): Promise<void> {
+    await trial('bad data', name, async () => {
+      const dir = await project(['catsdogs.yaml', 'flowers.yaml']);
+      const data = await scratchDir('data');
+      await build(data);
+      const file = layout === 'folders' ? 'pipelines/flowers.yaml' : 'pipelines/catsdogs.yaml';
+      const r = await cli(['run', file, '--set', `data=${data}`, '--set', 'epochs=5'], { cwd: dir, timeoutMs: RUN_BOUND_MS });
+      expectClean(r, code, name);
+      if (!says.test(r.stderr + r.stdout)) throw new Error(`message does not say ${says}: ${r.stderr.slice(-600)}`);
+      return `exit ${code}: ${(says.exec(r.stderr + r.stdout)?.[0] ?? '').slice(0, 90)}`;
+    });
+  }
+
+  const linkPhotos = async (dir: string, cls: string, n: number, name = (i: number) => `${cls}.${i}.jpg`) => {
+    await fs.mkdir(dir, { recursive: true });
+    for (let i = 0; i < n; i++) await fs.symlink(fixture('datasets', 'catsdogs-2k', 'train', `${cls}.${i}.jpg`), path.join(dir, name(i)));
+  };
+
+  test('dataset-level cases: an empty class folder, a single class, no images', { timeout: 300_000 }, async () => {
+    const settled = await pool(
+      [
+        () =>
+          datasetCase('an empty class folder (counted, training goes on)', 'folders', async (data) => {
+            await linkPhotos(path.join(data, 'train', 'cat'), 'cat', 12, (i) => `${i}.jpg`);
+            await linkPhotos(path.join(data, 'train', 'dog'), 'dog', 12, (i) => `${i}.jpg`);
+            await fs.mkdir(path.join(data, 'train', 'bird'));
+            await linkPhotos(path.join(data, 'test'), 'dog', 2, (i) => `${i + 1}.jpg`);
+          }, 0, /class 'bird' has no usable training images/),
+        () =>
+          datasetCase('a single class', 'filename', async (data) => {
+            await linkPhotos(path.join(data, 'train'), 'cat', 10);
+            await fs.mkdir(path.join(data, 'test1'));
+          }, 1, /only one class \('cat'\).*needs at least two/),
+        () =>
+          datasetCase('no images at all', 'filename', async (data) => {
+            await fs.mkdir(path.join(data, 'train'), { recursive: true });
+            await fs.mkdir(path.join(data, 'test1'));
+            await fs.writeFile(path.join(data, 'train', 'notes.txt'), 'no pictures here');
+          }, 1, /no .*images|none of the images/i),
+      ],
+      2,
+      (f) => f(),
+    );
+    rethrowFirst(settled);
+  });
+
+  test('models: not ONNX, the wrong input shape, a sha256 mismatch (local and downloaded), a missing URL', { timeout: 300_000 }, async () => {
+    const model = await fs.readFile(fixture('models', 'mobilenetv2-12-int8.onnx'));
+    const tampered = Buffer.from(model);
+    tampered[tampered.length - 100] ^= 0x01;
+    const server = await serveFiles({ '/m/tampered.onnx': tampered, '/m/good.onnx': model });
+    try {
+      const ref = await reference();
+      const cases: { name: string; args: string[]; env?: Record<string, string>; files?: Record<string, string | Uint8Array>; says: RegExp; code: number; check?: (xdg: string) => Promise<void> }[] = [
+        { name: 'a model file that is not ONNX', args: ['--set', 'backbone=models/junk.onnx'], files: { 'models/junk.onnx': 'this is not a model\n' }, says: /junk\.onnx/, code: 1 },
+        { name: 'a model with input [N, 10], not an image', args: ['--set', 'backbone=models/vector.onnx'], files: { 'models/vector.onnx': vectorModel() }, says: /image|input/i, code: 1 },
+        {
+          name: 'TLPIPE_MODELS file differs from the catalogue sha256',
+          args: [],
+          env: { TLPIPE_MODELS: 'models' },
+          files: { 'models/mobilenetv2-12-int8.onnx': tampered },
+          says: /has sha256 [0-9a-f]{64}, but the catalogue's mobilenetv2-12-int8 expects cc028fe6/,
+          code: 1,
+        },
+        {
+          name: 'a downloaded model that does not match its sha256',
+          args: ['--set', `backbone=${server.url('/m/tampered.onnx')}`, '--set', `backbone.sha256=${MOBILENET_SHA}`],
+          env: { TLPIPE_MODELS: '' },
+          says: /has sha256 [0-9a-f]{64}, not the expected cc028fe6.*discarded/,
+          code: 1,
+          check: async (xdg) => {
+            const files = await fs.readdir(path.join(xdg, 'tlpipe', 'models')).catch(() => [] as string[]);
+            if (files.length) throw new Lost(`the bad download was kept: ${files.join(', ')}`);
+          },
+        },
+        { name: 'a model URL that answers 404', args: ['--set', `backbone=${server.url('/m/missing.onnx')}`, '--set', `backbone.sha256=${MOBILENET_SHA}`], env: { TLPIPE_MODELS: '' }, says: /HTTP 404/, code: 1 },
+        { name: 'a model URL without its sha256', args: ['--set', `backbone=${server.url('/m/good.onnx')}`], env: { TLPIPE_MODELS: '' }, says: /needs its sha256/, code: 64 },
+      ];
+      rethrowFirst(
+        await pool(cases, 2, (c) =>
+          trial('bad data', c.name, async () => {
+            const dir = await project(['catsdogs.yaml'], c.files ?? {});
+            const xdg = await scratchDir('xdg');
+            const r = await cli(runArgs(ref.data, '--only', 'backbone', ...c.args).filter((a) => a !== '--json'), { cwd: dir, env: { XDG_CACHE_HOME: xdg, ...c.env }, timeoutMs: 60_000 });
+            expectClean(r, c.code, c.name);
+            if (!c.says.test(r.stderr + r.stdout)) throw new Error(`message does not say ${c.says}: ${(r.stderr + r.stdout).slice(-600)}`);
+            await c.check?.(xdg);
+            const line = (r.stdout + r.stderr).split('\n').find((l) => c.says.test(l)) ?? '';
+            return `exit ${c.code}: ${line.replace(/^.*?(failed: |✖ )/, '').slice(0, 100)}`;
+          }),
+        ),
+      );
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+// ── the verdict ──────────────────────────────────────────────────────────
+
+test('faults: no work lost and no wrong answer in any trial', () => {
+  const t = tally();
+  assert.equal(t.lost, 0, results.filter((r) => r.outcome === 'lost').map((r) => `${r.group} / ${r.name}: ${r.detail}`).join('\n'));
+});
