@@ -22,7 +22,11 @@ export function rejectOnAbort(signal: AbortSignal): { promise: Promise<never>; d
 
 /** Resolves with `promise`, or rejects as soon as `signal` aborts. */
 export async function raceAbort<V>(promise: Promise<V>, signal: AbortSignal): Promise<V> {
-  if (signal.aborted) throw abortReason(signal);
+  if (signal.aborted) {
+    // Nobody will await `promise` now: its later rejection must not crash the process.
+    promise.catch(() => {});
+    throw abortReason(signal);
+  }
   const abort = rejectOnAbort(signal);
   try {
     return await Promise.race([promise, abort.promise]);

@@ -22,6 +22,9 @@ class InferenceWorker {
   readonly #worker: Worker;
   readonly #pending = new Map<number, Pending>();
   #failure: Error | undefined;
+  /** Runs the worker has not answered yet (they go on in native code even when their promise was rejected). */
+  #inFlight = 0;
+  #drained: (() => void) | undefined;
 
   constructor(model: string | Uint8Array, modelLabel: string, settings: SessionSettings) {
     this.#worker = new Worker(new URL('./inference-worker.js', import.meta.url));
@@ -47,9 +50,11 @@ class InferenceWorker {
           break;
         }
         case 'result':
+          this.#answered();
           this.#settle(msg.id)?.resolve({ buffer: msg.buffer, features: msg.features, shape: msg.shape });
           break;
         case 'run-failed':
+          this.#answered();
           this.#settle(msg.id)?.reject(new Error(`Inference failed on ${modelLabel}: ${msg.message}`));
           break;
       }
@@ -60,6 +65,8 @@ class InferenceWorker {
       readyReject(failure);
     });
     this.#worker.on('exit', (code) => {
+      this.#inFlight = 0;
+      this.#drained?.();
       const failure = new Error(`The inference worker for ${modelLabel} stopped (exit code ${code})`);
       this.#fail(failure);
       readyReject(failure);
@@ -76,13 +83,27 @@ class InferenceWorker {
     if (this.#failure) return Promise.reject(this.#failure);
     return new Promise((resolve, reject) => {
       this.#pending.set(req.id, { resolve, reject });
+      this.#inFlight++;
       this.#worker.postMessage(req, [req.buffer]);
     });
   }
 
   async terminate(reason: Error): Promise<void> {
     this.#fail(reason);
+    // Stopping a worker inside session.run aborts the whole process (onnxruntime's
+    // completion calls into the dead thread): let the runs in flight end first.
+    if (this.#inFlight > 0) {
+      await new Promise<void>((resolve) => {
+        this.#drained = resolve;
+        setTimeout(resolve, 30_000).unref();
+      });
+    }
     await this.#worker.terminate();
+  }
+
+  #answered(): void {
+    this.#inFlight = Math.max(0, this.#inFlight - 1);
+    if (this.#inFlight === 0) this.#drained?.();
   }
 
   #settle(id: number): Pending | undefined {
