@@ -161,7 +161,7 @@ async function interruptionTrial(kind: Kind, signal: KillSignal): Promise<string
     }
     case 'artifact write': {
       const nth = rng.int(1, 4);
-      moment = onFileCreated(path.join(store, 'tmp'), (n) => /^\d+-w-/.test(n), nth, `at the store's atomic write #${nth}`);
+      moment = onFileCreated(path.join(store, 'tmp'), (n) => /^\d+-w-/.test(n), nth, `at the store's atomic write no. ${nth}`);
       inspect = stillThere(path.join(store, 'tmp'));
       break;
     }
@@ -276,6 +276,37 @@ async function entryTrial(stage: string, how: 'flip' | 'truncate'): Promise<stri
   return `artifacts/ entry of ${stage}: ${what}; detected, recomputed, outputs identical`;
 }
 
+/** The damage a checksum must catch: a metric's digit changed, the JSON still valid. */
+async function entryMetricTrial(): Promise<string> {
+  const { dir, store, ref } = await projectFromReference([]);
+  const stored = (await entries(store)).find((e) => e.entry.stage === 'evaluate' && ref.summary.stages.some((s) => s.fingerprint === e.fingerprint))!;
+  const text = await fs.readFile(stored.file, 'utf8');
+  const m = /"loss": 0\.(\d)/.exec(text);
+  assert.ok(m, 'the evaluate entry has a loss');
+  const digit = m[1] === '9' ? '8' : String(Number(m[1]) + 1);
+  await fs.chmod(stored.file, 0o644);
+  await fs.writeFile(stored.file, text.replace(m[0], `"loss": 0.${digit}`));
+  await rerunAfterDamage(dir, store, ref, 'evaluate', /Cached artifact [0-9a-f]{12} is corrupt/);
+  return `artifacts/ entry of evaluate: loss 0.${m[1]}… → 0.${digit}… (valid JSON); caught by the entry checksum, recomputed, metrics identical`;
+}
+
+/** A new artifact whose file equals a damaged object already in the store must not adopt the damage. */
+async function sharedObjectTrial(stage: 'predictions' | 'model'): Promise<string> {
+  const rng = random(seedFor(`shared object ${stage}`));
+  const { dir, store, ref } = await projectFromReference([]);
+  const stored = (await entries(store)).find((e) => e.entry.stage === stage && ref.summary.stages.some((s) => s.fingerprint === e.fingerprint))!;
+  const file = Object.values(stored.entry.files)[0]!;
+  const at = await flipByte(objectPath(store, file.sha256), rng);
+  // Another output folder: the stage has a new fingerprint but writes the same bytes.
+  const r = await cli(runArgs(ref.data, '--set', 'out=out/again'), { cwd: dir, timeoutMs: RUN_BOUND_MS });
+  expectClean(r, 0, 'the run with another output folder');
+  const summary = summaryOf(r);
+  if (statuses(summary)[stage] !== 'ran') throw new Error(`"${stage}" did not run under its new fingerprint`);
+  expectSameOutputs(await readOutputs(dir, summary, 'out/again'), ref.outputs, 'the outputs published from the shared object');
+  await expectConsistentStore(store, 'after the run');
+  return `objects/ file of ${stage} damaged (byte ${at}); a new ${stage} artifact with the same bytes replaced it instead of adopting it; outputs identical`;
+}
+
 async function chunkTrial(how: 'flip header' | 'flip payload' | 'truncate'): Promise<string> {
   const rng = random(seedFor(`chunk ${how}`));
   const { dir, store, ref } = await projectFromReference(FROM_FEATURES);
@@ -326,6 +357,7 @@ async function downloadedModelTrial(how: 'flip' | 'truncate'): Promise<string> {
   const model = await fs.readFile(fixture('models', 'mobilenetv2-12-int8.onnx'));
   const server = await serveFiles({ '/zoo/mobilenetv2-12-int8.onnx': model });
   try {
+    const ref = await reference();
     const xdg = await scratchDir('xdg');
     const dir = await project();
     const args = (store: string) => [
@@ -336,6 +368,8 @@ async function downloadedModelTrial(how: 'flip' | 'truncate'): Promise<string> {
       '--json',
       '--cache-dir',
       store,
+      '--set',
+      `data=${ref.data}`,
       '--set',
       `backbone=${server.url('/zoo/mobilenetv2-12-int8.onnx')}`,
       '--set',
@@ -375,6 +409,9 @@ describe('corruption: damaged artifacts, entries, chunks, run records and downlo
       ...cutStages.map((s): [string, () => Promise<string>] => [`object of ${s}: truncated`, () => objectTrial(s, 'truncate')]),
       ...entryStages.slice(0, 3).map((s): [string, () => Promise<string>] => [`entry of ${s}: byte flipped`, () => entryTrial(s, 'flip')]),
       [`entry of ${entryStages[3]}: truncated`, () => entryTrial(entryStages[3]!, 'truncate')],
+      ['entry of evaluate: a metric digit changed', () => entryMetricTrial()],
+      ['damaged CSV object shared by a new artifact', () => sharedObjectTrial('predictions')],
+      ['damaged model object shared by a new artifact', () => sharedObjectTrial('model')],
       ['feature chunk: header byte flipped', () => chunkTrial('flip header')],
       ['feature chunk: payload byte flipped', () => chunkTrial('flip payload')],
       ['feature chunk: truncated', () => chunkTrial('truncate')],
@@ -435,7 +472,7 @@ describe('concurrency: several runs of one pipeline on one store', { skip: needs
       const rc = await cli(runArgs(ref.data, '--set', 'lr=0.0005', '--set', 'out=out/lr-0.0005'), { cwd: alone, timeoutMs: RUN_BOUND_MS });
       expectClean(rc, 0, 'run B alone');
       expectSameOutputs(await readOutputs(dir, sb, 'out/lr-0.0005'), await readOutputs(alone, summaryOf(rc), 'out/lr-0.0005'), 'run B');
-      return `shared stages computed once (${shared.filter((s) => statuses(sa)[s] === 'ran' || statuses(sb)[s] === 'ran').length} ran, the rest waited and reused); both outputs correct`;
+      return `the ${shared.length} shared stages ran once in all (the other run waited, then reused them); each run trained its own head; both outputs correct`;
     });
   });
 });

@@ -35,7 +35,7 @@ export interface TrialResult {
 
 export const results: TrialResult[] = [];
 
-const oneLine = (s: string, max = 110) => {
+const oneLine = (s: string, max = 150) => {
   const line = s.replace(/\s*\n\s*/g, ' ⏎ ').trim();
   return line.length > max ? `${line.slice(0, max - 1)}…` : line;
 };
