@@ -267,7 +267,14 @@ export class ArtifactStore {
       signal?.throwIfAborted();
       try {
         const handle = await fs.open(file, 'wx');
-        await handle.writeFile(String(process.pid));
+        try {
+          await handle.writeFile(String(process.pid));
+        } catch (e) {
+          // A lock without its owner's pid would never be taken over: do not leave one.
+          await handle.close().catch(() => undefined);
+          await fs.rm(file, { force: true });
+          throw e;
+        }
         await handle.close();
         return async () => {
           await fs.rm(file, { force: true });
@@ -277,8 +284,13 @@ export class ArtifactStore {
           throw new StoreError(describeFsError(e, `taking the lock ${file}`), { cause: e });
         }
       }
-      const owner = Number(await fs.readFile(file, 'utf8').catch(() => ''));
-      if (owner && !isAlive(owner)) {
+      const text = await fs.readFile(file, 'utf8').catch(() => undefined);
+      const owner = Number(text);
+      // No pid in it: its owner died between creating it and writing its pid (or
+      // wrote it a moment ago). Stale once it has stayed so for a few seconds.
+      const ownerless =
+        text !== undefined && !(Number.isInteger(owner) && owner > 0) && Date.now() - ((await fs.stat(file).catch(() => undefined))?.mtimeMs ?? Date.now()) > 5000;
+      if ((Number.isInteger(owner) && owner > 0 && !isAlive(owner)) || ownerless) {
         // Take over a dead owner's lock: rename is atomic, so only one waiter wins.
         const stale = `${file}.stale-${process.pid}`;
         await fs.rename(file, stale).then(
