@@ -171,6 +171,18 @@ describe('extractFeatures', () => {
     assert.deepEqual(failures, [1]);
   });
 
+  test('a source that throws ends the stream with its error, after the batches before it', async () => {
+    async function* broken() {
+      yield* [0, 1, 2];
+      throw new Error('listing failed');
+    }
+    const seen: number[] = [];
+    await assert.rejects(async () => {
+      for await (const b of extractFeatures({ ...base(), items: broken(), batchSize: 2, load: scrambledLoad })) seen.push(...b.items);
+    }, /listing failed/);
+    assert.deepEqual(seen, [0, 1]);
+  });
+
   test('loads lazily: never more than the in-flight bound ahead of consumption', async () => {
     const batchSize = 4;
     const batchesInFlight = 3;

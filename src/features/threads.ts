@@ -17,7 +17,8 @@ export interface ThreadPlan {
   /**
    * libuv threadpool size the process should start with: decoders run on it, so
    * it must be at least loadConcurrency (plus one for file reads). Only the
-   * process's environment can set it, before the pool's first use.
+   * environment the process starts with can set it: loading ES modules already
+   * starts the pool, so assigning process.env.UV_THREADPOOL_SIZE in code is too late.
    */
   uvThreadpoolSize: number;
 }

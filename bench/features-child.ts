@@ -1,0 +1,160 @@
+// One measurement in a fresh process, so that peak RSS and thread settings
+// (UV_THREADPOOL_SIZE is read once, at the libuv pool's first use) belong to
+// that measurement alone. Usage: node features-child.js '<Measurement JSON>'.
+// Prints one line: RESULT <JSON>.
+import os from 'node:os';
+import ort from 'onnxruntime-node';
+import sharp from 'sharp';
+import { DEFAULT_BATCH_SIZE, extractFeatures, planThreads } from '../src/features/index.js';
+import { sessionOptions } from '../src/features/session-options.js';
+import { loadImageTensorInto, resolveTransform } from '../src/images/preprocess.js';
+import { datasetFiles, modelPath, type DatasetRef } from './datasets.js';
+
+export interface Tuning {
+  batchSize?: number;
+  intraOpThreads?: number;
+  loadConcurrency?: number;
+  workers?: number;
+  batchesInFlight?: number;
+  spinning?: boolean;
+  libvipsThreads?: number;
+  /** Keep sharp's operation cache (on by default in sharp; off here, since no file is decoded twice). */
+  sharpCache?: boolean;
+}
+
+export type Measurement =
+  | { mode: 'decode'; dataset: DatasetRef; tuning: Tuning }
+  | { mode: 'infer'; images: number; tuning: Tuning }
+  | { mode: 'extract'; dataset: DatasetRef; tuning: Tuning };
+
+export interface MeasurementResult {
+  images: number;
+  seconds: number;
+  imagesPerSecond: number;
+  /** Peak resident set size of the whole process, MiB. */
+  peakRssMiB: number;
+  /** CPU time used / (wall time × cores): how busy the machine was kept. */
+  cpuBusy: number;
+  /** CPU seconds (all threads) per image: the cost, which other users of the machine disturb less than wall time. */
+  cpuMsPerImage: number;
+}
+
+const IMAGE_SHAPE = [3, 224, 224] as const;
+const IMAGE_ELEMENTS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2];
+
+function imageLoader() {
+  const spec = resolveTransform({}, { layout: 'NCHW', height: IMAGE_SHAPE[1], width: IMAGE_SHAPE[2] });
+  return (file: string, target: Float32Array, offset: number) => loadImageTensorInto(file, spec, target, offset);
+}
+
+/** (a) decode + transform alone: the loader at full concurrency, into reused buffers. */
+async function decode(files: string[], tuning: Tuning): Promise<number> {
+  const plan = planThreads({ loadConcurrency: tuning.loadConcurrency });
+  const load = imageLoader();
+  let next = 0;
+  let loaded = 0;
+  await Promise.all(
+    Array.from({ length: plan.loadConcurrency }, async () => {
+      const target = new Float32Array(IMAGE_ELEMENTS);
+      while (next < files.length) {
+        const file = files[next++]!;
+        await load(file, target, 0).then(() => loaded++, () => {});
+      }
+    }),
+  );
+  return loaded;
+}
+
+/**
+ * (b) inference alone on ready tensors: one session on all cores, batches back
+ * to back. Timed with and without onnxruntime's spin-waiting, at the stage's
+ * batch size and at 32; the fastest counts, so the bound is the best this
+ * machine does rather than the stage's own settings.
+ */
+async function infer(images: number, tuning: Tuning): Promise<{ imagesPerSecond: number; cpuMsPerImage: number }> {
+  const plan = planThreads({ intraOpThreads: tuning.intraOpThreads });
+  const batchSizes = [...new Set([tuning.batchSize ?? DEFAULT_BATCH_SIZE, 32])];
+  let best = { imagesPerSecond: 0, cpuMsPerImage: 0 };
+  for (const spinning of tuning.spinning === undefined ? [true, false] : [tuning.spinning]) {
+    const session = await ort.InferenceSession.create(
+      modelPath,
+      sessionOptions({ device: 'cpu', intraOpThreads: plan.intraOpThreads, spinning }),
+    );
+    for (const batchSize of batchSizes) {
+      const data = new Float32Array(batchSize * IMAGE_ELEMENTS);
+      for (let i = 0; i < data.length; i++) data[i] = Math.sin(i) * 2; // roughly the range of normalised pixels
+      const input = new ort.Tensor('float32', data, [batchSize, ...IMAGE_SHAPE]);
+      await session.run({ input }); // the first run allocates
+      const cpuBefore = process.cpuUsage();
+      const started = performance.now();
+      let done = 0;
+      while (done < images) {
+        await session.run({ input });
+        done += batchSize;
+      }
+      const imagesPerSecond = done / ((performance.now() - started) / 1000);
+      const cpu = process.cpuUsage(cpuBefore);
+      if (imagesPerSecond > best.imagesPerSecond) {
+        best = { imagesPerSecond, cpuMsPerImage: (cpu.user + cpu.system) / 1e3 / done };
+      }
+    }
+    await session.release();
+  }
+  return best;
+}
+
+/** (c) the feature stage as tlpipe runs it: extractFeatures with the project's image loader. */
+async function extract(files: string[], tuning: Tuning): Promise<number> {
+  let images = 0;
+  let checksum = 0;
+  for await (const batch of extractFeatures({
+    modelPath,
+    items: files,
+    load: imageLoader(),
+    inputShape: [...IMAGE_SHAPE],
+    batchSize: tuning.batchSize,
+    intraOpThreads: tuning.intraOpThreads,
+    loadConcurrency: tuning.loadConcurrency,
+    workers: tuning.workers,
+    batchesInFlight: tuning.batchesInFlight,
+    spinning: tuning.spinning,
+    onError: () => {},
+  })) {
+    images += batch.items.length;
+    checksum += batch.features[0]!; // a consumer that reads its features
+  }
+  if (!Number.isFinite(checksum)) throw new Error('features are not finite');
+  return images;
+}
+
+async function main(): Promise<void> {
+  const m = JSON.parse(process.argv[2] ?? '') as Measurement;
+  const plan = planThreads({ libvipsThreads: m.tuning.libvipsThreads });
+  sharp.concurrency(plan.libvipsThreads);
+  sharp.cache(m.tuning.sharpCache ?? false);
+
+  const files = m.mode === 'infer' ? [] : await datasetFiles(m.dataset);
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  let images: number;
+  let inference: { imagesPerSecond: number; cpuMsPerImage: number } | undefined;
+  if (m.mode === 'decode') images = await decode(files, m.tuning);
+  else if (m.mode === 'extract') images = await extract(files, m.tuning);
+  else {
+    images = m.images;
+    inference = await infer(m.images, m.tuning);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
+  const result: MeasurementResult = {
+    images,
+    seconds,
+    imagesPerSecond: inference?.imagesPerSecond ?? images / seconds,
+    peakRssMiB: process.resourceUsage().maxRSS / 1024,
+    cpuBusy: (cpu.user + cpu.system) / 1e6 / seconds / os.availableParallelism(),
+    cpuMsPerImage: inference?.cpuMsPerImage ?? (cpu.user + cpu.system) / 1e3 / images,
+  };
+  process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
+}
+
+await main();
