@@ -112,7 +112,12 @@ const run: Command = async (ctx) => {
   const onSignal = (sig: NodeJS.Signals) => {
     if (signalName) {
       say('Stopped at once.');
-      process.exit(ExitCode.interrupted);
+      // Die of the signal itself (the shell sees 130 or 143): process.exit would tear
+      // down inference threads mid-run, which onnxruntime answers with SIGABRT.
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      process.kill(process.pid, sig);
+      return;
     }
     signalName = sig;
     say(`\n${sig === 'SIGINT' ? 'Ctrl-C' : sig}: stopping after committing finished work… (press Ctrl-C again to stop at once)`);

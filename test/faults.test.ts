@@ -138,7 +138,8 @@ const doneBefore = (r: CliRun) => [...r.stderr.matchAll(/^✔ (\w+): done in/gm)
 
 type Kind = 'feature extraction' | 'training' | 'artifact write' | 'CSV write' | 'model write';
 
-async function interruptionTrial(kind: Kind, signal: KillSignal): Promise<string> {
+/** `twice`: the signal again a seeded few milliseconds later (Ctrl-C, Ctrl-C: stop at once). */
+async function interruptionTrial(kind: Kind, signal: KillSignal, twice = false): Promise<string> {
   const rng = random(seedFor(`interrupt ${kind} ${signal}`));
   const { dir, store, ref } = await projectFromReference(kind === 'feature extraction' ? FROM_FEATURES : FROM_TRAIN, {
     dropChunks: kind === 'feature extraction',
@@ -177,10 +178,24 @@ async function interruptionTrial(kind: Kind, signal: KillSignal): Promise<string
 
   const child = start(runArgs(ref.data), { cwd: dir, timeoutMs: RUN_BOUND_MS });
   const { seen, note, hit } = await interrupt(child, moment, signal, inspect);
+  if (twice) {
+    await new Promise((r) => setTimeout(r, rng.int(0, 100)));
+    try {
+      process.kill(child.pid!, signal);
+    } catch {
+      // Already gone.
+    }
+  }
   const killed = await finish(child);
   if (!hit) throw new Error(`${moment.label}: ${note} (exit ${killed.code ?? killed.signal})`);
   if (signal === 'SIGKILL') assert.equal(killed.signal, 'SIGKILL', `expected death by SIGKILL, got exit ${killed.code}`);
-  else {
+  else if (twice) {
+    // Stopped at once: by the signal itself, or with its exit code if the first one had already finished the job.
+    const code = signal === 'SIGINT' ? 130 : 143;
+    if (!(killed.signal === signal || killed.code === code)) throw new Error(`stopped by ${killed.signal ?? `exit ${killed.code}`}, expected ${signal} or exit ${code}\n${killed.stderr.slice(-800)}`);
+    const trace = /terminate called|Napi::Error/.exec(killed.stderr)?.[0] ?? (killed.stderr.includes('Internal error') ? 'Internal error' : undefined);
+    if (trace) throw new Error(`a crash on the second ${signal}: ${trace}`);
+  } else {
     expectClean(killed, signal === 'SIGINT' ? 130 : 143, `the run stopped by ${signal}`);
     assert.match(killed.stderr, /Interrupted\. Finished stages and committed chunks are kept; resume with:/);
   }
@@ -203,7 +218,7 @@ async function interruptionTrial(kind: Kind, signal: KillSignal): Promise<string
   const left = await leftovers(dir, store);
   if (left.length) throw new Error(`temp files remain after the rerun: ${left.join(', ')}`);
   await expectConsistentStore(store, 'after the rerun');
-  const how = signal === 'SIGKILL' ? 'killed' : `exit ${killed.code}`;
+  const how = signal === 'SIGKILL' ? 'killed' : killed.signal ? `died of ${killed.signal}` : `exit ${killed.code}`;
   return `${moment.label} (${seen}${note ? `, ${note}` : ''}): ${how}, ${done.length} stage(s) and ${rowsKept} feature rows kept; rerun ran ${ranStages(summary).join(',') || 'nothing'}; outputs identical`;
 }
 
@@ -221,7 +236,13 @@ describe('interruption: SIGKILL, SIGTERM and SIGINT at seeded moments', { skip: 
       ...kinds.flatMap((k) => (['SIGKILL', 'SIGTERM', 'SIGINT'] as const).map((s): [Kind, KillSignal] => [k, s])),
       ['model write', 'SIGKILL'],
     ];
-    rethrowFirst(await pool(cases, PARALLEL, ([kind, signal]) => trial('interruption', `${signal} during ${kind}`, () => interruptionTrial(kind, signal))));
+    const settled = await pool(cases, PARALLEL, ([kind, signal]) => trial('interruption', `${signal} during ${kind}`, () => interruptionTrial(kind, signal)));
+    settled.push(
+      ...(await pool((['SIGINT', 'SIGTERM'] as const).map((s) => s), PARALLEL, (signal) =>
+        trial('interruption', `${signal} twice (stop at once) during feature extraction`, () => interruptionTrial('feature extraction', signal, true)),
+      )),
+    );
+    rethrowFirst(settled);
   });
 });
 
