@@ -470,6 +470,38 @@ describe('concurrency: several runs of one pipeline on one store', { skip: needs
     });
   });
 
+  test('two runs at once, the one computing the features killed: the other takes over from its chunks', { timeout: 300_000 }, async () => {
+    await trial('concurrency', '2 runs at once, the feature-computing one SIGKILLed', async () => {
+      const ref = await reference();
+      const dir = await project();
+      const store = path.join(dir, '.tlpipe');
+      const children = [start(runArgs(ref.data), { cwd: dir, timeoutMs: RUN_BOUND_MS * 2 }), start(runArgs(ref.data), { cwd: dir, timeoutMs: RUN_BOUND_MS * 2 })];
+      const ended = Promise.all(children.map((c) => finish(c)));
+      const fp = ref.summary.stages.find((s) => s.name === 'features')!.fingerprint;
+      await afterChunks(store, 2).arm(children[0]!, () => false);
+      const owner = Number(await fs.readFile(path.join(store, 'locks', `stage-${fp}.lock`), 'utf8'));
+      const victim = children.findIndex((c) => c.pid === owner);
+      if (victim < 0) throw new Error(`the features lock is held by pid ${owner}, not by either run`);
+      process.kill(owner, 'SIGKILL');
+      const rows = await chunkRows(store);
+      const runs = await ended;
+      assert.equal(runs[victim]!.signal, 'SIGKILL');
+      const survivor = runs[1 - victim]!;
+      expectClean(survivor, 0, 'the surviving run');
+      const summary = summaryOf(survivor);
+      expectSameOutputs(await readOutputs(dir, summary), ref.outputs, 'the surviving run');
+      const computed = Number(summary.metrics.features?.computed);
+      if (statuses(summary).features !== 'ran' || computed > ref.images - rows) {
+        throw new Lost(`the survivor computed ${computed} feature vectors, though ${rows} of ${ref.images} were committed by the killed run`);
+      }
+      // The dead run's scratch folders go when the store is next opened.
+      const status = await cli(['status', 'pipelines/catsdogs.yaml', '--set', `data=${ref.data}`], { cwd: dir, timeoutMs: 60_000 });
+      expectClean(status, 0, 'tlpipe status');
+      await expectConsistentStore(store, 'after the runs and a status');
+      return `the survivor took over the dead run's lock, reused its ${rows} committed rows, computed ${computed}; outputs identical; the dead run's scratch removed at the next open`;
+    });
+  });
+
   test('two runs with different learning rates at once share the features', { timeout: 300_000 }, async () => {
     await trial('concurrency', '2 runs, different lr, at once', async () => {
       const ref = await reference();

@@ -536,10 +536,12 @@ export async function checkStore(storeRoot: string): Promise<string[]> {
   return problems;
 }
 
-/** Throws Lost when the store is inconsistent. */
+/** Throws Lost when the store is inconsistent; a plain failure when only scratch files remain in tmp/. */
 export async function expectConsistentStore(storeRoot: string, what: string): Promise<void> {
   const problems = await checkStore(storeRoot);
-  if (problems.length) throw new Lost(`${what}: store inconsistent: ${problems.slice(0, 5).join('; ')}`);
+  const torn = problems.filter((p) => !p.startsWith('tmp/'));
+  if (torn.length) throw new Lost(`${what}: store inconsistent: ${torn.slice(0, 5).join('; ')}`);
+  if (problems.length) throw new Error(`${what}: scratch files remain: ${problems.join('; ')}`);
 }
 
 /** Temp files left in the store's tmp/ or beside the project's outputs. */
