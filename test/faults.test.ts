@@ -881,8 +881,14 @@ stages:
 `;
       const dir = await project([], { 'p.yaml': text });
       const env = { API_TOKEN: token, DB_PASSWORD: password };
-      const r = await cli(['run', 'p.yaml', '--set', `note=${password}`], { cwd: dir, env, timeoutMs: 60_000 });
+      const r = await cli(['run', 'p.yaml', '--json', '--set', `note=${password}`], { cwd: dir, env, timeoutMs: 60_000 });
       expectClean(r, 0, 'the run (the secret reached the command)');
+      if (r.stdout.includes(token) || r.stdout.includes(password)) throw new Error('the --json summary printed a secret');
+      const published = await fs.readdir(path.join(dir, 'out'), { recursive: true }).catch(() => [] as string[]);
+      for (const f of published) {
+        const text = await fs.readFile(path.join(dir, 'out', String(f)), 'utf8').catch(() => '');
+        if (text.includes(token) || text.includes(password)) throw new Error(`out/${f} holds a secret`);
+      }
       const runsDir = path.join(dir, '.tlpipe', 'runs');
       const records = await Promise.all((await fs.readdir(runsDir)).map((n) => fs.readFile(path.join(runsDir, n), 'utf8')));
       const leaked = records.filter((t) => t.includes(token) || t.includes(password) || t.includes(token.slice(4)));
@@ -892,7 +898,7 @@ stages:
       expectClean(shown, 0, 'tlpipe show last');
       if (shown.stdout.includes(token) || shown.stdout.includes(password)) throw new Error('tlpipe show printed a secret');
       const artifacts = (await entries(path.join(dir, '.tlpipe'))).filter((e) => JSON.stringify(e.entry).includes(token)).length;
-      return `params, --set and the header masked as *** in runs/*.json and tlpipe show${artifacts ? `; note: ${artifacts} artifact entry keeps the exec env value in its fingerprint record` : ''}`;
+      return `params, --set and the header masked as *** in runs/*.json, tlpipe show, the --json summary and out/report.html${artifacts ? `; note: ${artifacts} artifact entry keeps the exec env value in its fingerprint record` : ''}`;
     });
   });
 });

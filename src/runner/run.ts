@@ -7,7 +7,7 @@ import { canonicalJson } from './fingerprint.js';
 import { loadPipelineSource } from './load.js';
 import { PathHasher } from './path-hasher.js';
 import { type Plan, type PlanOptions, lastFingerprintsFile, makePlan } from './plan.js';
-import { type RunRecord, RUN_FORMAT, RunRecords, gitState, newRunId, pipelineHash } from './runs.js';
+import { type RunRecord, RUN_FORMAT, RunRecords, gitState, maskSecrets, newRunId, pipelineHash } from './runs.js';
 import { ArtifactStore } from './store.js';
 
 export interface LoadOptions {
@@ -89,7 +89,9 @@ export async function runPipeline(pipeline: Pipeline, session: Session, options:
     const last = Object.fromEntries(plan.stages.map((s) => [s.stage.name, s.fingerprint]));
     await store.writeAtomic(lastFingerprintsFile(store, pipeline.file), canonicalJson(last));
     await session.hasher.save((f, t) => store.writeAtomic(f, t));
-    return { plan, record };
+    // What callers show or write (the --json summary, the HTML report beside the
+    // outputs) must not carry secrets either: the record as it was saved.
+    return { plan, record: maskSecrets(record) };
   } finally {
     await unlockRun();
   }
