@@ -328,6 +328,22 @@ async function sharedObjectTrial(stage: 'predictions' | 'model'): Promise<string
   return `objects/ file of ${stage} damaged (byte ${at}); a new ${stage} artifact with the same bytes replaced it instead of adopting it; outputs identical`;
 }
 
+/** A published output damaged or deleted by hand: a cached run puts the right bytes back. */
+async function publishedOutputTrial(): Promise<string> {
+  const rng = random(seedFor('published outputs'));
+  const { dir, ref } = await projectFromReference([]);
+  const out = path.join(dir, 'out', 'catsdogs');
+  await fs.mkdir(out, { recursive: true });
+  await fs.writeFile(path.join(out, 'submission.csv'), ref.outputs.csv.replace(/,([01])\n/, (_, l: string) => `,${1 - Number(l)}\n`));
+  await fs.writeFile(path.join(out, 'model.onnx'), (await fs.readFile(fixture('models', 'mobilenetv2-12-int8.onnx'))).subarray(0, rng.int(1, 100_000)));
+  const r = await cli(runArgs(ref.data), { cwd: dir, timeoutMs: RUN_BOUND_MS });
+  expectClean(r, 0, 'the cached run');
+  const summary = summaryOf(r);
+  if (summary.stages.some((s) => s.status !== 'cached')) throw new Error(`not every stage was cached: ${JSON.stringify(statuses(summary))}`);
+  expectSameOutputs(await readOutputs(dir, summary), ref.outputs, 'the restored outputs');
+  return 'submission.csv edited and model.onnx truncated by hand: a fully cached run restored both from the store';
+}
+
 async function chunkTrial(how: 'flip header' | 'flip payload' | 'truncate'): Promise<string> {
   const rng = random(seedFor(`chunk ${how}`));
   const { dir, store, ref } = await projectFromReference(FROM_FEATURES);
@@ -433,6 +449,7 @@ describe('corruption: damaged artifacts, entries, chunks, run records and downlo
       ['entry of evaluate: a metric digit changed', () => entryMetricTrial()],
       ['damaged CSV object shared by a new artifact', () => sharedObjectTrial('predictions')],
       ['damaged model object shared by a new artifact', () => sharedObjectTrial('model')],
+      ['published outputs edited by hand', () => publishedOutputTrial()],
       ['feature chunk: header byte flipped', () => chunkTrial('flip header')],
       ['feature chunk: payload byte flipped', () => chunkTrial('flip payload')],
       ['feature chunk: truncated', () => chunkTrial('truncate')],

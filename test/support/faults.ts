@@ -80,7 +80,7 @@ export function formatTable(): string {
   return [
     '',
     line(head),
-    line(widths.map((w) => '─'.repeat(Math.min(w, 60)))),
+    line(widths.map((w, i) => '─'.repeat(i === widths.length - 1 ? Math.min(w, 60) : w))),
     ...rows.map(line),
     '',
     `${t.failed} failed, ${t.skipped} skipped${t.skipped ? ` (${results.filter((r) => r.outcome === 'skipped').map((r) => `${r.name}: ${oneLine(r.detail, 80)}`).join('; ')})` : ''}; trials took ${total.toFixed(0)} s in all; seed ${SEED}`,
