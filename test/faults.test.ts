@@ -587,14 +587,20 @@ describe('locks left behind by dead processes', { skip: needsFixtures }, () => {
   });
 });
 
+/** Bytes under a folder (files only). */
+async function du(dir: string): Promise<number> {
+  let total = 0;
+  for (const e of await fs.readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) total += (await fs.stat(path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name))).size;
+  }
+  return total;
+}
+
 // ── disk full ────────────────────────────────────────────────────────────
 
 describe('disk full: a small file system for the store', { skip: needsFixtures }, () => {
   test('a clear error (exit 73), a consistent store, and a rerun that succeeds once there is room', { timeout: 600_000 }, async () => {
     const rng = random(seedFor('disk full'));
-    // Free space left for the store: the run needs about 9 MB (a 3.6 MB backbone,
-    // a 2.4 MB feature extractor, a 2.4 MB exported model, chunks and entries).
-    const budgets = [0.4, 2.5, 4.5, 6.5, 8].map((mb) => Math.round((mb + rng.next() * 0.3) * 1024 * 1024));
     const probe = await mountTmpfs(1);
     if ('reason' in probe) {
       await trial('disk full', 'store on a small tmpfs', async () => {
@@ -604,9 +610,15 @@ describe('disk full: a small file system for the store', { skip: needsFixtures }
     }
     await probe.unmount();
     const ref = await reference();
+    // Free space left for a fresh store, as fractions of what the reference run
+    // stored (about 9 MB: a 3.6 MB backbone, a 2.4 MB feature extractor, a 2.4 MB
+    // exported model, chunks, entries): the run fails at a different stage each time.
+    const needed = await du(ref.store);
+    const budgets = [0.05, 0.5, 0.7, 0.85, 0.95].map((f) => Math.round((f + rng.next() * 0.03) * needed));
+    const sizeMb = Math.ceil((3 * needed) / 1048576) + 4;
     for (const leave of budgets) {
-      await trial('disk full', `store with ${(leave / 1048576).toFixed(1)} MB free`, async () => {
-        const fsys = await mountTmpfs(24);
+      await trial('disk full', `store with ${(leave / 1048576).toFixed(1)} MB free (${Math.round((100 * leave) / needed)} % of a run's)`, async () => {
+        const fsys = await mountTmpfs(sizeMb);
         if ('reason' in fsys) throw new SkipTrial(fsys.reason);
         try {
           const dir = await project();
