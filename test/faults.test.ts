@@ -807,6 +807,32 @@ stages:
     });
   });
 
+  test('a shell runs only when the pipeline asks for one (shell:)', { timeout: 120_000 }, async () => {
+    await trial('security', 'shell: is the only way to a shell', async () => {
+      const text = `tlpipe: 1
+name: sh
+stages:
+  listed:
+    uses: exec
+    with:
+      command: [node, -e, "require('fs').mkdirSync('out',{recursive:true});require('fs').writeFileSync('out/listed.txt', process.argv[1])", "$(echo expanded) > out/redirected.txt"]
+      outs: [out/listed.txt]
+  shelled:
+    uses: exec
+    with:
+      shell: "mkdir -p out && echo $((6 * 7)) > out/shell.txt"
+      outs: [out/shell.txt]
+`;
+      const dir = await project([], { 'p.yaml': text });
+      const r = await cli(['run', 'p.yaml'], { cwd: dir, timeoutMs: 60_000 });
+      expectClean(r, 0, 'the run');
+      assert.equal(await fs.readFile(path.join(dir, 'out', 'listed.txt'), 'utf8'), '$(echo expanded) > out/redirected.txt');
+      if (await fs.stat(path.join(dir, 'out', 'redirected.txt')).then(() => true, () => false)) throw new Error('a command list went through a shell');
+      assert.equal((await fs.readFile(path.join(dir, 'out', 'shell.txt'), 'utf8')).trim(), '42');
+      return 'command: list passed "$(…) > file" literally; shell: ran /bin/sh (42)';
+    });
+  });
+
   test('outputs that try to leave the project are refused before anything runs', { timeout: 300_000 }, async () => {
     const outside = await scratchDir('outside');
     const marker = path.join(outside, 'escaped.txt');
