@@ -232,17 +232,17 @@ describe('interruption: SIGKILL, SIGTERM and SIGINT at seeded moments', { skip: 
 
   test('every stage kind × every signal: the rerun completes with identical outputs and no temp files', { timeout: 600_000 }, async () => {
     const kinds: Kind[] = ['feature extraction', 'training', 'artifact write', 'CSV write'];
-    const cases: [Kind, KillSignal][] = [
-      ...kinds.flatMap((k) => (['SIGKILL', 'SIGTERM', 'SIGINT'] as const).map((s): [Kind, KillSignal] => [k, s])),
-      ['model write', 'SIGKILL'],
+    const cases: [Kind, KillSignal, boolean][] = [
+      ...kinds.flatMap((k) => (['SIGKILL', 'SIGTERM', 'SIGINT'] as const).map((s): [Kind, KillSignal, boolean] => [k, s, false])),
+      ['model write', 'SIGKILL', false],
+      ['feature extraction', 'SIGINT', true],
+      ['feature extraction', 'SIGTERM', true],
     ];
-    const settled = await pool(cases, PARALLEL, ([kind, signal]) => trial('interruption', `${signal} during ${kind}`, () => interruptionTrial(kind, signal)));
-    settled.push(
-      ...(await pool((['SIGINT', 'SIGTERM'] as const).map((s) => s), PARALLEL, (signal) =>
-        trial('interruption', `${signal} twice (stop at once) during feature extraction`, () => interruptionTrial('feature extraction', signal, true)),
-      )),
+    rethrowFirst(
+      await pool(cases, PARALLEL, ([kind, signal, twice]) =>
+        trial('interruption', twice ? `${signal} twice (stop at once) during ${kind}` : `${signal} during ${kind}`, () => interruptionTrial(kind, signal, twice)),
+      ),
     );
-    rethrowFirst(settled);
   });
 });
 
