@@ -136,7 +136,7 @@ const doneBefore = (r: CliRun) => [...r.stderr.matchAll(/^✔ (\w+): done in/gm)
 
 // ── interruption ─────────────────────────────────────────────────────────
 
-type Kind = 'feature extraction' | 'training' | 'artifact write' | 'CSV write' | 'model write';
+type Kind = 'feature extraction' | 'training' | 'artifact write' | 'CSV write' | 'model write' | 'report write';
 
 /** `twice`: the signal again a seeded few milliseconds later (Ctrl-C, Ctrl-C: stop at once). */
 async function interruptionTrial(kind: Kind, signal: KillSignal, twice = false): Promise<string> {
@@ -172,6 +172,10 @@ async function interruptionTrial(kind: Kind, signal: KillSignal, twice = false):
       break;
     case 'model write':
       moment = onFileCreated(outDir, (n) => n.startsWith('model.onnx.tlpipe-tmp-'), 1, 'as model.onnx is published');
+      inspect = stillThere(outDir);
+      break;
+    case 'report write':
+      moment = onFileCreated(outDir, (n) => n.startsWith('.report.html.'), 1, 'as report.html is written');
       inspect = stillThere(outDir);
       break;
   }
@@ -235,6 +239,7 @@ describe('interruption: SIGKILL, SIGTERM and SIGINT at seeded moments', { skip: 
     const cases: [Kind, KillSignal, boolean][] = [
       ...kinds.flatMap((k) => (['SIGKILL', 'SIGTERM', 'SIGINT'] as const).map((s): [Kind, KillSignal, boolean] => [k, s, false])),
       ['model write', 'SIGKILL', false],
+      ['report write', 'SIGKILL', false],
       ['feature extraction', 'SIGINT', true],
       ['feature extraction', 'SIGTERM', true],
     ];

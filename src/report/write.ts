@@ -5,6 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { makeThumbnail } from '../images/thumbnail.js';
 import type { RunRecord } from '../runner/runs.js';
+import { isAlive } from '../runner/store.js';
 import { evaluationOf, MISTAKES_SHOWN, shownMistakes } from './data.js';
 import { renderReport } from './html.js';
 
@@ -38,6 +39,12 @@ export async function thumbnailsFor(records: RunRecord[]): Promise<Map<string, s
 
 export async function writeFileAtomic(file: string, data: string): Promise<void> {
   await fs.mkdir(path.dirname(file), { recursive: true });
+  // Temp files of writers that were killed before their rename: their process is gone.
+  const prefix = `.${path.basename(file)}.`;
+  for (const name of await fs.readdir(path.dirname(file)).catch(() => [] as string[])) {
+    const pid = Number(/^(\d+)-[0-9a-f]+\.tmp$/.exec(name.slice(prefix.length))?.[1]);
+    if (name.startsWith(prefix) && pid > 0 && pid !== process.pid && !isAlive(pid)) await fs.rm(path.join(path.dirname(file), name), { force: true });
+  }
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
   try {
     await fs.writeFile(tmp, data);
