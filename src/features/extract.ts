@@ -125,7 +125,7 @@ export async function* extractFeatures<T>(opts: ExtractOptions<T>): AsyncGenerat
     settings: { device: opts.device ?? 'cpu', intraOpThreads: plan.intraOpThreads, spinning: opts.spinning ?? false },
     workers: plan.workers,
   });
-  const batches = new OrderedQueue<FeatureBatch<T> | null>();
+  const batches = new OrderedQueue<SettledBatch<T>>();
   const tickets = new Semaphore(batchesInFlight);
   const total = Array.isArray(opts.items) ? opts.items.length : undefined;
   const producer = produceBatches(opts, pool, label, batches, tickets, plan.loadConcurrency, stop.signal);
@@ -242,7 +242,7 @@ async function produceBatches<T>(
   opts: ExtractOptions<T>,
   pool: InferencePool,
   label: string,
-  queue: OrderedQueue<FeatureBatch<T> | null>,
+  queue: OrderedQueue<SettledBatch<T>>,
   tickets: Semaphore,
   loadConcurrency: number,
   signal: AbortSignal,
@@ -289,10 +289,9 @@ async function produceBatches<T>(
         break;
       }
       queue.push(
-        finishBatch(fill, pool, layoutReady, batchSize, buffers, signal).then((result) => ({
-          result,
-          settledCount: fill.count,
-        })),
+        finishBatch(fill, pool, layoutReady, batchSize, buffers, signal).then(
+          (result): SettledBatch<T> => ({ result, settledCount: fill.count }),
+        ),
       );
     }
     queue.end();
@@ -412,12 +411,12 @@ class BufferPool {
 
 /** Promises delivered in the order they were pushed, to one consumer. */
 class OrderedQueue<V> {
-  readonly #items: Promise<{ result: V; settledCount: number }>[] = [];
+  readonly #items: Promise<V>[] = [];
   #ended = false;
   #failure: { error: unknown } | undefined;
   #wake: (() => void) | undefined;
 
-  push(p: Promise<{ result: V; settledCount: number }>): void {
+  push(p: Promise<V>): void {
     p.catch(() => {}); // surfaced when consumed, in order
     this.#items.push(p);
     this.#notify();
@@ -433,7 +432,7 @@ class OrderedQueue<V> {
     this.#notify();
   }
 
-  async shift(): Promise<IteratorResult<{ result: V; settledCount: number }>> {
+  async shift(): Promise<IteratorResult<V, undefined>> {
     for (;;) {
       const head = this.#items.shift();
       if (head) return { done: false, value: await head };
