@@ -621,8 +621,8 @@ describe('disk full: a small file system for the store', { skip: needsFixtures }
     const needed = await du(ref.store);
     const budgets = [0.05, 0.5, 0.7, 0.85, 0.95].map((f) => Math.round((f + rng.next() * 0.03) * needed));
     const sizeMb = Math.ceil((3 * needed) / 1048576) + 4;
-    for (const leave of budgets) {
-      await trial('disk full', `store with ${(leave / 1048576).toFixed(1)} MB free (${Math.round((100 * leave) / needed)} % of a run's)`, async () => {
+    const settled = await pool(budgets, PARALLEL, (leave) =>
+      trial('disk full', `store with ${(leave / 1048576).toFixed(1)} MB free (${Math.round((100 * leave) / needed)} % of a run's)`, async () => {
         const fsys = await mountTmpfs(sizeMb);
         if ('reason' in fsys) throw new SkipTrial(fsys.reason);
         try {
@@ -647,8 +647,9 @@ describe('disk full: a small file system for the store', { skip: needsFixtures }
         } finally {
           await fsys.unmount();
         }
-      });
-    }
+      }),
+    );
+    rethrowFirst(settled);
   });
 
   test('outputs on a full disk: exit 73, no partial output, a rerun that succeeds once there is room', { timeout: 300_000 }, async () => {
