@@ -1,5 +1,5 @@
 // What each `tlpipe` command does. Parsing is in cli.ts; the work is in runner/.
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { predictImages } from './predict/predict.js';
 import { reportCommand, runReportDir, writeRunReport } from './report/command.js';
@@ -7,7 +7,7 @@ import { writeReport } from './report/write.js';
 import type { Pipeline } from './runner/analyze.js';
 import { pipelineSchema } from './runner/analyze.js';
 import { formatDuration, PlainReporter, type Reporter, TerminalReporter, useColor } from './runner/reporters.js';
-import { ExitCode, Interrupted, UsageError } from './runner/errors.js';
+import { describeFsError, ExitCode, Interrupted, StoreError, UsageError } from './runner/errors.js';
 import type { RunEvent } from './runner/events.js';
 import { collectGarbage } from './runner/gc.js';
 import { findProjectDir } from './runner/analyze.js';
@@ -287,8 +287,13 @@ const predict: Command = async (ctx) => {
 async function writeFileAtomic(file: string, text: string): Promise<void> {
   const tmp = `${file}.tlpipe-tmp-${process.pid}`;
   await mkdir(path.dirname(file), { recursive: true });
-  await writeFile(tmp, text);
-  await rename(tmp, file);
+  try {
+    await writeFile(tmp, text);
+    await rename(tmp, file);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw new StoreError(describeFsError(e, `writing ${file}`), { cause: e });
+  }
 }
 
 export const commands: Record<string, Command> = { run, status, validate, runs, show, gc, steps, schema, compare, predict, report: reportCommand };

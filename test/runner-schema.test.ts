@@ -97,3 +97,25 @@ test('exec: a shell only when asked; an output outside the project is refused', 
   assert.equal(r.code, 2);
   assert.match(r.stderr, /These keys cannot be used together in stage "a": \["command"\]/);
 });
+
+test('a secret in stage parameters never reaches the store, yet changing it reruns the stage', async () => {
+  const pipeline = (token: string) =>
+    `tlpipe: 1\nname: s\nstages:\n  a:\n    uses: exec\n    with:\n      command: [node, -e, "0"]\n      env: {API_TOKEN: "${token}"}\n`;
+  const dir = await tempDir({ 'package.json': '{}', 'p.yaml': pipeline('hunter2-secret-value') });
+  let r = await tlpipe(['run', 'p.yaml', '--json'], { cwd: dir });
+  assert.equal(r.code, 0, r.stderr);
+  const { readdir } = await import('node:fs/promises');
+  const storeText = async () => {
+    let all = '';
+    for (const sub of ['artifacts', 'runs']) {
+      for (const f of await readdir(path.join(dir, '.tlpipe', sub))) all += await readFile(path.join(dir, '.tlpipe', sub, f), 'utf8');
+    }
+    return all;
+  };
+  assert.doesNotMatch(await storeText(), /hunter2/);
+  assert.match(await storeText(), /"API_TOKEN": ?"sha256:[0-9a-f]{64}"/);
+  await (await import('node:fs/promises')).writeFile(path.join(dir, 'p.yaml'), pipeline('another-secret-value'));
+  r = await tlpipe(['run', 'p.yaml', '--json'], { cwd: dir });
+  assert.equal(JSON.parse(r.stdout).stages[0].status, 'ran');
+  assert.doesNotMatch(await storeText(), /another-secret/);
+});
