@@ -51,7 +51,7 @@ export async function gitState(dir: string): Promise<RunRecord['git']> {
   }
 }
 
-export const SECRET_NAME = /(token|secret|passw(or)?d|passphrase|api[_-]?key|access[_-]?key|private[_-]?key|credential|auth)/i;
+export const SECRET_NAME = /(token|secret|passw(or)?d|passphrase|api[_-]?key|access[_-]?key|private[_-]?key|credential|authorization|(^|[_-])auth($|[_-]))/i;
 
 /**
  * Masks secrets before anything is written: parameters whose name looks like a
