@@ -2,6 +2,7 @@
 // (UV_THREADPOOL_SIZE is read once, at the libuv pool's first use) belong to
 // that measurement alone. Usage: node features-child.js '<Measurement JSON>'.
 // Prints one line: RESULT <JSON>.
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import ort from 'onnxruntime-node';
 import sharp from 'sharp';
@@ -37,6 +38,27 @@ export interface MeasurementResult {
   cpuBusy: number;
   /** CPU seconds (all threads) per image: the cost, which other users of the machine disturb less than wall time. */
   cpuMsPerImage: number;
+  /** Resident set size (MiB) after each tenth of the images, for extract runs: flat if memory does not grow with the count. */
+  rssTrace?: number[];
+  /** Share of the machine's CPU time that other processes used meanwhile (from /proc/stat; 0 where unavailable). */
+  outsideLoad: number;
+}
+
+function currentRssMiB(): number {
+  const m = /^VmRSS:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) / 1024 : process.memoryUsage.rss() / 2 ** 20;
+}
+
+/** Busy and total CPU time of the whole machine, in clock ticks (Linux). */
+function machineCpuTicks(): { busy: number; total: number } | undefined {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+    const total = fields.reduce((a, b) => a + b, 0);
+    const idle = fields[3]! + fields[4]!; // idle + iowait
+    return { busy: total - idle, total };
+  } catch {
+    return undefined;
+  }
 }
 
 const IMAGE_SHAPE = [3, 224, 224] as const;
@@ -104,9 +126,10 @@ async function infer(images: number, tuning: Tuning): Promise<{ imagesPerSecond:
 }
 
 /** (c) the feature stage as tlpipe runs it: extractFeatures with the project's image loader. */
-async function extract(files: string[], tuning: Tuning): Promise<number> {
+async function extract(files: string[], tuning: Tuning, rssTrace: number[]): Promise<number> {
   let images = 0;
   let checksum = 0;
+  let nextTrace = 1;
   for await (const batch of extractFeatures({
     modelPath,
     items: files,
@@ -119,6 +142,12 @@ async function extract(files: string[], tuning: Tuning): Promise<number> {
     batchesInFlight: tuning.batchesInFlight,
     spinning: tuning.spinning,
     onError: () => {},
+    onProgress: (done, total) => {
+      if (total && done >= (nextTrace * total) / 10) {
+        rssTrace.push(currentRssMiB());
+        nextTrace = Math.floor((done * 10) / total) + 1;
+      }
+    },
   })) {
     images += batch.items.length;
     checksum += batch.features[0]!; // a consumer that reads its features
@@ -135,23 +164,33 @@ async function main(): Promise<void> {
 
   const files = m.mode === 'infer' ? [] : await datasetFiles(m.dataset);
   const cpuBefore = process.cpuUsage();
+  const machineBefore = machineCpuTicks();
   const started = performance.now();
   let images: number;
   let inference: { imagesPerSecond: number; cpuMsPerImage: number } | undefined;
+  const rssTrace: number[] = [];
   if (m.mode === 'decode') images = await decode(files, m.tuning);
-  else if (m.mode === 'extract') images = await extract(files, m.tuning);
+  else if (m.mode === 'extract') images = await extract(files, m.tuning, rssTrace);
   else {
     images = m.images;
     inference = await infer(m.images, m.tuning);
   }
   const seconds = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
+  const machineAfter = machineCpuTicks();
+  const cpuBusy = (cpu.user + cpu.system) / 1e6 / seconds / os.availableParallelism();
+  const machineBusy =
+    machineBefore && machineAfter && machineAfter.total > machineBefore.total
+      ? (machineAfter.busy - machineBefore.busy) / (machineAfter.total - machineBefore.total)
+      : undefined;
   const result: MeasurementResult = {
     images,
     seconds,
     imagesPerSecond: inference?.imagesPerSecond ?? images / seconds,
     peakRssMiB: process.resourceUsage().maxRSS / 1024,
-    cpuBusy: (cpu.user + cpu.system) / 1e6 / seconds / os.availableParallelism(),
+    cpuBusy,
+    ...(m.mode === 'extract' ? { rssTrace } : {}),
+    outsideLoad: machineBusy === undefined ? 0 : Math.max(0, machineBusy - cpuBusy),
     cpuMsPerImage: inference?.cpuMsPerImage ?? (cpu.user + cpu.system) / 1e3 / images,
   };
   process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);

@@ -24,7 +24,7 @@ const H = 4;
 const W = 4;
 const PLANE = H * W;
 
-function meanPoolModel(): Uint8Array {
+function meanPoolModel(batch: number | string = 'batch'): Uint8Array {
   return buildModel({
     opset: 13,
     irVersion: 7,
@@ -32,8 +32,8 @@ function meanPoolModel(): Uint8Array {
       { op: 'GlobalAveragePool', inputs: ['images'], outputs: ['pooled'] },
       { op: 'Flatten', inputs: ['pooled'], outputs: ['features'], attrs: { axis: { kind: 'int', value: 1 } } },
     ],
-    inputs: [{ name: 'images', type: 'float32', dims: ['batch', C, H, W] }],
-    outputs: [{ name: 'features', type: 'float32', dims: ['batch', C] }],
+    inputs: [{ name: 'images', type: 'float32', dims: [batch, C, H, W] }],
+    outputs: [{ name: 'features', type: 'float32', dims: [batch, C] }],
   });
 }
 
@@ -267,6 +267,21 @@ describe('extractFeatures', () => {
       break;
     }
     assert.equal(threadCount(), threadsBefore);
+  });
+
+  test("follows a model's fixed batch size, padding the last batch", async () => {
+    const fixed = { modelBytes: meanPoolModel(2), intraOpThreads: 1 };
+    const batches = await collect(extractFeatures({ ...fixed, items: range(5), load: scrambledLoad }));
+    assert.deepEqual(
+      batches.map((b) => b.items),
+      [[0, 1], [2, 3], [4]],
+    );
+    assert.deepEqual(batches.flatMap(rows), range(5).map(expectedFeatures));
+    // With an explicit input shape decoding starts before the model is read, at the default batch size.
+    await assert.rejects(
+      collect(extractFeatures({ ...fixed, items: range(5), load: scrambledLoad, inputShape: [C, H, W] })),
+      /fixed batch size of 2: pass batchSize: 2/,
+    );
   });
 
   test('explains a wrong input name, a shape the model rejects and a missing model', async () => {

@@ -21,6 +21,7 @@ function describe(values: readonly ort.InferenceSession.ValueMetadata[]): Tensor
 async function init(req: InitRequest): Promise<void> {
   const options = sessionOptions(req.settings);
   try {
+    // Two calls because the overloads take a path or bytes, not a union of both.
     session =
       typeof req.model === 'string'
         ? await ort.InferenceSession.create(req.model, options)
