@@ -8,7 +8,9 @@ import ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { DEFAULT_BATCH_SIZE, extractFeatures, planThreads } from '../src/features/index.js';
 import { sessionOptions } from '../src/features/session-options.js';
-import { loadImageTensorInto, resolveTransform } from '../src/images/preprocess.js';
+import { LoaderPool } from '../src/features/loader-pool.js';
+import type { LoaderModule } from '../src/features/loader-protocol.js';
+import { createLoader, type ImageNetLoaderOptions } from './imagenet-loader.js';
 import { datasetFiles, modelPath, type DatasetRef } from './datasets.js';
 
 export interface Tuning {
@@ -21,6 +23,9 @@ export interface Tuning {
   libvipsThreads?: number;
   /** Keep sharp's operation cache (on by default in sharp; off here, since no file is decoded twice). */
   sharpCache?: boolean;
+  /** Load on the main thread (ExtractOptions.load) instead of in loader workers (loaderModule). */
+  mainThreadLoader?: boolean;
+  loaderThreads?: number;
 }
 
 export type Measurement =
@@ -64,26 +69,57 @@ function machineCpuTicks(): { busy: number; total: number } | undefined {
 const IMAGE_SHAPE = [3, 224, 224] as const;
 const IMAGE_ELEMENTS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2];
 
-function imageLoader() {
-  const spec = resolveTransform({}, { layout: 'NCHW', height: IMAGE_SHAPE[1], width: IMAGE_SHAPE[2] });
-  return (file: string, target: Float32Array, offset: number) => loadImageTensorInto(file, spec, target, offset);
+function loaderOptions(tuning: Tuning): ImageNetLoaderOptions {
+  return {
+    height: IMAGE_SHAPE[1],
+    width: IMAGE_SHAPE[2],
+    libvipsThreads: planThreads({ libvipsThreads: tuning.libvipsThreads }).libvipsThreads,
+    sharpCache: tuning.sharpCache ?? false,
+  };
+}
+
+const loaderModule = (tuning: Tuning): LoaderModule => ({
+  url: new URL('./imagenet-loader.js', import.meta.url),
+  options: loaderOptions(tuning),
+});
+
+/** The stage's loading, on the main thread or in loader workers, as one function. */
+function imageLoader(tuning: Tuning): { load: (file: string, target: Float32Array, offset: number) => Promise<void>; close: () => Promise<void> } {
+  if (tuning.mainThreadLoader) {
+    const load = createLoader(loaderOptions(tuning));
+    return { load, close: async () => {} };
+  }
+  const plan = planThreads({ loadConcurrency: tuning.loadConcurrency, loaderThreads: tuning.loaderThreads });
+  const pool = new LoaderPool({
+    module: loaderModule(tuning),
+    threads: plan.loaderThreads,
+    elements: IMAGE_ELEMENTS,
+    onFatal: (err) => {
+      throw err;
+    },
+  });
+  return { load: (file, target, offset) => pool.load(file, target, offset), close: () => pool.close() };
 }
 
 /** (a) decode + transform alone: the loader at full concurrency, into reused buffers. */
 async function decode(files: string[], tuning: Tuning): Promise<number> {
   const plan = planThreads({ loadConcurrency: tuning.loadConcurrency });
-  const load = imageLoader();
+  const { load, close } = imageLoader(tuning);
   let next = 0;
   let loaded = 0;
-  await Promise.all(
-    Array.from({ length: plan.loadConcurrency }, async () => {
-      const target = new Float32Array(IMAGE_ELEMENTS);
-      while (next < files.length) {
-        const file = files[next++]!;
-        await load(file, target, 0).then(() => loaded++, () => {});
-      }
-    }),
-  );
+  try {
+    await Promise.all(
+      Array.from({ length: plan.loadConcurrency }, async () => {
+        const target = new Float32Array(IMAGE_ELEMENTS);
+        while (next < files.length) {
+          const file = files[next++]!;
+          await load(file, target, 0).then(() => loaded++, () => {});
+        }
+      }),
+    );
+  } finally {
+    await close();
+  }
   return loaded;
 }
 
@@ -133,7 +169,8 @@ async function extract(files: string[], tuning: Tuning, rssTrace: number[]): Pro
   for await (const batch of extractFeatures({
     modelPath,
     items: files,
-    load: imageLoader(),
+    ...(tuning.mainThreadLoader ? { load: createLoader(loaderOptions(tuning)) } : { loaderModule: loaderModule(tuning) }),
+    loaderThreads: tuning.loaderThreads,
     inputShape: [...IMAGE_SHAPE],
     batchSize: tuning.batchSize,
     intraOpThreads: tuning.intraOpThreads,

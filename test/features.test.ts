@@ -316,6 +316,95 @@ describe('extractFeatures', () => {
   });
 });
 
+describe('extractFeatures with loader workers (loaderModule)', () => {
+  let dir: string;
+  let modelPath: string;
+  let loaderUrl: string;
+
+  before(async () => {
+    dir = await tempDir({
+      // The same images as fillImage, loaded in worker threads; options come from the test.
+      'mean-loader.mjs': `
+        import { isMainThread } from 'node:worker_threads';
+        import { setTimeout as sleep } from 'node:timers/promises';
+        export function createLoader({ channels, plane, failOn, crashOn }) {
+          return async (i, target, offset) => {
+            if (isMainThread) throw new Error('ran on the main thread');
+            if (i === crashOn) setImmediate(() => { throw new Error('loader bug'); });
+            await sleep((i * 7) % 5);
+            if (failOn.includes(i)) throw Object.assign(new Error('corrupt image ' + i), { code: 'CORRUPT' });
+            for (let c = 0; c < channels; c++)
+              for (let p = 0; p < plane; p++) target[offset + c * plane + p] = i * 100 + c * 10 + (p - (plane - 1) / 2);
+          };
+        }
+        export const notAFactory = 42;
+      `,
+    });
+    modelPath = path.join(dir, 'mean-pool.onnx');
+    await writeFile(modelPath, meanPoolModel());
+    loaderUrl = path.join(dir, 'mean-loader.mjs');
+  });
+  after(() => removeDir(dir));
+
+  const loaderOptions = (extra: object = {}) => ({ channels: C, plane: PLANE, failOn: [] as number[], crashOn: -1, ...extra });
+
+  test('loads off the main thread, in order, skipping failed images with their error', async () => {
+    const failures: Array<[number, string, unknown]> = [];
+    const batches = await collect(
+      extractFeatures({
+        modelPath,
+        items: range(13),
+        batchSize: 4,
+        intraOpThreads: 1,
+        loaderThreads: 2,
+        loaderModule: { url: loaderUrl, options: loaderOptions({ failOn: [5, 12] }) },
+        onError: (i, err) => failures.push([i, (err as Error).message, (err as { code?: unknown }).code]),
+      }),
+    );
+    const kept = range(13).filter((i) => i !== 5 && i !== 12);
+    assert.deepEqual(batches.flatMap((b) => b.items), kept);
+    assert.deepEqual(batches.flatMap(rows), kept.map(expectedFeatures));
+    assert.deepEqual(failures.sort((a, b) => a[0] - b[0]), [
+      [5, 'corrupt image 5', 'CORRUPT'],
+      [12, 'corrupt image 12', 'CORRUPT'],
+    ]);
+  });
+
+  test('a loader module without the factory fails the run with a clear message', async () => {
+    await assert.rejects(
+      collect(
+        extractFeatures({ modelPath, items: range(3), loaderModule: { url: loaderUrl, exportName: 'notAFactory' } }),
+      ),
+      /Could not start the image loader .*mean-loader\.mjs.*no exported function "notAFactory"/,
+    );
+  });
+
+  test('a crashing loader worker ends the run and every thread is shut down', async () => {
+    await collect(extractFeatures({ modelPath, items: range(2), intraOpThreads: 1, load: async (i, t, o) => fillImage(i, t, o) }));
+    const threadsBefore = threadCount();
+    await assert.rejects(
+      collect(
+        extractFeatures({
+          modelPath,
+          items: range(50),
+          batchSize: 2,
+          intraOpThreads: 1,
+          loaderModule: { url: loaderUrl, options: loaderOptions({ crashOn: 9 }) },
+        }),
+      ),
+      /image loader worker .* crashed: loader bug/,
+    );
+    assert.equal(threadCount(), threadsBefore);
+  });
+
+  test('load and loaderModule are exclusive', async () => {
+    await assert.rejects(
+      collect(extractFeatures({ modelPath, items: range(1), load: async () => {}, loaderModule: { url: loaderUrl } })),
+      /exactly one of load or loaderModule/,
+    );
+  });
+});
+
 test('readModelInfo reports input and output names, types and shapes', async () => {
   const info = await readModelInfo(meanPoolModel());
   assert.deepEqual(info, {

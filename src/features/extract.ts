@@ -8,6 +8,7 @@
 import os from 'node:os';
 import { abortReason, raceAbort, Semaphore } from './async-primitives.js';
 import { InferencePool } from './inference-pool.js';
+import { LoaderPool, type LoaderModule } from './loader-pool.js';
 import { fixedImageShape, modelLabel } from './model-info.js';
 import type { Device } from './session-options.js';
 import { currentUvThreadpoolSize, planThreads } from './threads.js';
@@ -32,7 +33,18 @@ export interface ExtractOptions<T> {
   modelBytes?: Uint8Array;
   /** The images, in the order results should come out. Pulled lazily. */
   items: Iterable<T> | AsyncIterable<T>;
-  load: ImageLoader<T>;
+  /** Loads on the main thread. Give this or `loaderModule`. */
+  load?: ImageLoader<T>;
+  /**
+   * Loads in worker threads, from a module whose factory returns the loader.
+   * For loaders with real JavaScript work per image (an exact resampler, a
+   * float conversion): on the main thread that work runs on one core and
+   * stalls the pipeline; here it spreads over `loaderThreads`. Items must
+   * survive structured cloning (file paths do).
+   */
+  loaderModule?: LoaderModule;
+  /** Loader worker threads with `loaderModule`. Default: see planThreads. */
+  loaderThreads?: number;
   /** Defaults to the model's only input. */
   inputName?: string;
   /** Defaults to the model's first output. */
@@ -99,11 +111,15 @@ export async function* extractFeatures<T>(opts: ExtractOptions<T>): AsyncGenerat
   if (model === undefined || (opts.modelPath !== undefined && opts.modelBytes !== undefined)) {
     throw new TypeError('extractFeatures: give exactly one of modelPath or modelBytes');
   }
+  if ((opts.load === undefined) === (opts.loaderModule === undefined)) {
+    throw new TypeError('extractFeatures: give exactly one of load or loaderModule');
+  }
   const label = modelLabel(model);
   const plan = planThreads({
     workers: opts.workers,
     intraOpThreads: opts.intraOpThreads,
     loadConcurrency: opts.loadConcurrency,
+    loaderThreads: opts.loaderThreads,
   });
   const batchesInFlight = opts.batchesInFlight ?? plan.workers + 2;
   positiveInteger('batchSize', opts.batchSize);
@@ -111,6 +127,7 @@ export async function* extractFeatures<T>(opts: ExtractOptions<T>): AsyncGenerat
   positiveInteger('loadConcurrency', plan.loadConcurrency);
   positiveInteger('intraOpThreads', plan.intraOpThreads);
   positiveInteger('workers', plan.workers);
+  positiveInteger('loaderThreads', plan.loaderThreads);
 
   warnIfThreadpoolTooSmall(plan.loadConcurrency, opts.loadConcurrency !== undefined);
 
@@ -128,7 +145,11 @@ export async function* extractFeatures<T>(opts: ExtractOptions<T>): AsyncGenerat
   const batches = new OrderedQueue<SettledBatch<T>>();
   const tickets = new Semaphore(batchesInFlight);
   const total = Array.isArray(opts.items) ? opts.items.length : undefined;
-  const producer = produceBatches(opts, pool, label, batches, tickets, plan.loadConcurrency, stop.signal);
+  const loaders: LoaderWorkers = {
+    threads: plan.loaderThreads,
+    onFatal: (err) => stop.abort(err),
+  };
+  const producer = produceBatches(opts, pool, loaders, label, batches, tickets, plan.loadConcurrency, stop.signal);
   let done = 0;
 
   try {
@@ -144,8 +165,10 @@ export async function* extractFeatures<T>(opts: ExtractOptions<T>): AsyncGenerat
   } finally {
     opts.signal?.removeEventListener('abort', onUserAbort);
     stop.abort(new Error('feature extraction finished'));
-    await pool.close();
+    await Promise.all([pool.close(), loaders.pool?.close()]);
     await producer;
+    // The producer may have started loader workers after the line above read loaders.pool.
+    await loaders.pool?.close();
   }
 }
 
@@ -227,6 +250,13 @@ function elementCount(shape: readonly number[] | number): number {
   return typeof shape === 'number' ? shape : shape.reduce((a, b) => a * b, 1);
 }
 
+/** Loader workers, started by the producer once the image size is known. */
+interface LoaderWorkers {
+  threads: number;
+  onFatal: (err: Error) => void;
+  pool?: LoaderPool;
+}
+
 interface SettledBatch<T> {
   /** Null when no image of the batch loaded. */
   result: FeatureBatch<T> | null;
@@ -241,6 +271,7 @@ interface SettledBatch<T> {
 async function produceBatches<T>(
   opts: ExtractOptions<T>,
   pool: InferencePool,
+  loaders: LoaderWorkers,
   label: string,
   queue: OrderedQueue<SettledBatch<T>>,
   tickets: Semaphore,
@@ -266,6 +297,12 @@ async function produceBatches<T>(
     const elements = elementCount(opts.inputShape ?? layout!.imageShape);
     const buffers = new BufferPool(batchSize * elements);
     const loadSlots = new Semaphore(loadConcurrency);
+    let load = opts.load;
+    if (opts.loaderModule) {
+      const workers = new LoaderPool({ module: opts.loaderModule, threads: loaders.threads, elements, onFatal: loaders.onFatal });
+      loaders.pool = workers;
+      load = (item, target, offset) => workers.load(item, target, offset);
+    }
     iterator = toIterator(opts.items);
 
     for (let exhausted = false; !exhausted; ) {
@@ -279,7 +316,7 @@ async function produceBatches<T>(
           exhausted = true;
           break;
         }
-        fill.start(next.value, opts.load, signal, (item, err) => {
+        fill.start(next.value, load!, signal, (item, err) => {
           loadSlots.release();
           if (err !== undefined && !signal.aborted) reportError(item, err);
         });

@@ -2,6 +2,7 @@
 // streamed with bounded memory, inference in worker threads.
 export { extractFeatures, DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE } from './extract.js';
 export type { ExtractOptions, FeatureBatch, ImageLoader } from './extract.js';
+export type { LoaderModule } from './loader-protocol.js';
 export { readModelInfo } from './model-info.js';
 export type { ModelInfo, TensorInfo } from './model-info.js';
 export { planThreads, currentUvThreadpoolSize } from './threads.js';

@@ -12,6 +12,8 @@ export interface ThreadPlan {
   intraOpThreads: number;
   /** Images decoded at the same time. */
   loadConcurrency: number;
+  /** Loader worker threads, when the loader runs from a module (ExtractOptions.loaderModule). */
+  loaderThreads: number;
   /** libvips threads per image (sharp.concurrency): 1, since images decode in parallel already. */
   libvipsThreads: number;
   /**
@@ -32,6 +34,7 @@ export function planThreads(overrides: Partial<ThreadPlan> = {}, parallelism = o
     workers,
     intraOpThreads,
     loadConcurrency,
+    loaderThreads: overrides.loaderThreads ?? Math.min(cores, loadConcurrency),
     libvipsThreads: overrides.libvipsThreads ?? 1,
     uvThreadpoolSize: overrides.uvThreadpoolSize ?? Math.max(4, loadConcurrency + 1),
   };
