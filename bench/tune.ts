@@ -25,6 +25,7 @@ const CANDIDATES: Array<[string, Tuning]> = [
   ['batches in flight 2', { batchesInFlight: 2 }],
   ['batches in flight 4', { batchesInFlight: 4 }],
   ['libvips threads 2', { libvipsThreads: 2 }],
+  ['loader workers', { mainThreadLoader: false }],
 ];
 
 const median = (xs: number[]) => {
