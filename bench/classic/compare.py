@@ -38,8 +38,8 @@ def env_int(name, default):
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--train-per-class", type=int, default=env_int("CLASSIC_TRAIN_PER_CLASS", 300),
-                   help="cats and as many dogs in train/ (env CLASSIC_TRAIN_PER_CLASS; default 300)")
+    p.add_argument("--train-per-class", type=int, default=env_int("CLASSIC_TRAIN_PER_CLASS", 200),
+                   help="cats and as many dogs in train/ (env CLASSIC_TRAIN_PER_CLASS; default 200)")
     p.add_argument("--test", type=int, default=env_int("CLASSIC_TEST", 100),
                    help="images in test1/ (env CLASSIC_TEST; default 100)")
     p.add_argument("--arch", choices=("mobilenet_v2", "resnet50"), default=os.environ.get("CLASSIC_ARCH", "mobilenet_v2"),
@@ -53,6 +53,9 @@ def parse_args(argv):
                    help="DataLoader workers of the PyTorch job (default min(2, cores))")
     p.add_argument("--fixtures", default=os.environ.get("TLPIPE_FIXTURES", os.path.join(REPO, "..", "shared", "fixtures")),
                    help="fixtures folder holding datasets/catsdogs-2k (env TLPIPE_FIXTURES)")
+    p.add_argument("--wait-idle", type=float, default=float(os.environ.get("CLASSIC_WAIT_IDLE", 300)),
+                   help="before each timed command, wait up to this many seconds for the machine to be idle "
+                        "(other processes under 0.15 cores for 5 s); 0 to never wait (env CLASSIC_WAIT_IDLE; default 300)")
     p.add_argument("--keep", action="store_true", help="keep the temp folder (data, ONNX, caches, logs)")
     return p.parse_args(argv)
 
@@ -111,13 +114,33 @@ def prepare_data(fixtures, root, per_class, n_test):
     return len(files)
 
 
+def wait_idle(max_wait, window=5.0, threshold=0.15):
+    """Waits until the whole machine is idle for `window` seconds (on a shared
+    machine, other people's jobs inflate wall times); gives up after max_wait."""
+    if max_wait <= 0:
+        return
+    t0 = time.perf_counter()
+    while True:
+        b0 = busy_seconds()
+        time.sleep(window)
+        used = (busy_seconds() - b0) / window
+        if used < threshold:
+            return
+        if time.perf_counter() - t0 >= max_wait:
+            print(f"  (the machine stayed busy, {used:.1f} cores in use by others; timing anyway)", flush=True)
+            return
+
+
 class Timed:
     """A command's wall time measured around it, its CPU time (user + sys of the
     process tree, from the kernel), and how busy the rest of the machine was
     meanwhile (other processes' CPU seconds per second: 0 on an idle machine)."""
 
+    wait = 0.0
+
     def __init__(self, label, cmd, log, env=None):
         self.label, self.log = label, log
+        wait_idle(Timed.wait)
         busy0 = busy_seconds()
         before = os.times()
         t0 = time.perf_counter()
@@ -190,6 +213,7 @@ def run(args, tmp, out_rel):
     import torch
     import torchvision
 
+    Timed.wait = args.wait_idle
     data = os.path.join(tmp, "data")
     n_files = prepare_data(args.fixtures, data, args.train_per_class, args.test)
     node = sh("node --version")
@@ -203,7 +227,10 @@ def run(args, tmp, out_rel):
           f"test1/ {args.test} images ({n_files} symlinks to {args.fixtures}/datasets/catsdogs-2k; page cache warmed)")
     print(f"job: {args.arch}, random weights (torch.manual_seed(0), no download), frozen; Linear(features, 2); "
           f"Adam lr {LR_FULL}, {args.epochs} epochs, batch 64; rerun with lr {LR_RERUN}")
-    print(f"repetitions: PyTorch {args.torch_reps}, tlpipe {args.tlpipe_reps} (each on a fresh cache); medians below\n")
+    print(f"repetitions: PyTorch {args.torch_reps}, tlpipe {args.tlpipe_reps} (each on a fresh cache); medians below")
+    if args.wait_idle > 0:
+        print(f"each timed command waits (up to {args.wait_idle:g} s) for the machine to be idle first")
+    print()
 
     onnx = os.path.join(tmp, f"{args.arch}.onnx")
     subprocess.run([sys.executable, CLASSIC, "export", "--arch", args.arch, "--out", onnx], check=True, cwd=REPO)
@@ -249,6 +276,13 @@ def run(args, tmp, out_rel):
     for name, ta, tb, r, ca, cb, cr in rows:
         print(f"| {name:<18} | {ta:9.1f} | {tb:8.1f} | {r:5.1f}x | {ca:13.1f} | {cb:12.1f} | {cr:8.1f}x |")
     print("ratio = PyTorch / tlpipe (how many times longer the classic job takes); CPU = user + sys of the process tree")
+    n_train = 2 * args.train_per_class
+    torch_passes = args.epochs * n_train + args.test
+    tl_passes = n_train + args.test
+    print(f"image passes (decode + backbone forward) in the full job: PyTorch {torch_passes} "
+          f"({args.epochs} epochs x {n_train} + {args.test} test), tlpipe {tl_passes} (each image once), "
+          f"{torch_passes / tl_passes:.1f}x; CPU per pass: PyTorch {1000 * rows[0][4] / torch_passes:.0f} ms, "
+          f"tlpipe {1000 * rows[0][5] / tl_passes:.0f} ms (whole job's CPU / passes)")
     others = [t.others for t in torch_full + torch_rerun + tl_full + tl_rerun]
     print(f"other processes used {min(others):.2f} to {max(others):.2f} cores on average during the timed commands"
           + ("  (the machine was not idle: wall times are inflated; the CPU columns are less affected)"

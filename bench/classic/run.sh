@@ -4,10 +4,10 @@
 # the CPU; prints the wall-time ratios of the full job and of a rerun with a
 # changed learning rate. See docs/classic-comparison.md.
 #
-#   bench/classic/run.sh [--train-per-class 300] [--test 100] [--arch mobilenet_v2|resnet50]
-#                        [--epochs 5] [--torch-reps 1] [--tlpipe-reps 3] [--workers 2] [--keep]
+#   bench/classic/run.sh [--train-per-class 200] [--test 100] [--arch mobilenet_v2|resnet50]
+#                        [--epochs 5] [--torch-reps 1] [--tlpipe-reps 3] [--workers 2] [--wait-idle 300] [--keep]
 #   (or the environment: CLASSIC_TRAIN_PER_CLASS, CLASSIC_TEST, CLASSIC_ARCH, CLASSIC_EPOCHS,
-#    CLASSIC_TORCH_REPS, CLASSIC_TLPIPE_REPS, CLASSIC_WORKERS; TLPIPE_FIXTURES for the photos)
+#    CLASSIC_TORCH_REPS, CLASSIC_TLPIPE_REPS, CLASSIC_WORKERS, CLASSIC_WAIT_IDLE; TLPIPE_FIXTURES for the photos)
 #
 # Needs Debian's python3-torch, python3-torchvision and python3-pil (installed
 # here with apt-get when missing: it says so first), Node 20 and `npm ci` done.
