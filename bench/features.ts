@@ -157,12 +157,7 @@ async function runScale(scale: 'catsdogs' | number, args: Args, log: (s: string)
   log('  rep   (a) decode   (b) infer   bound   (c) stage   c/bound   cpu busy   outside load   CPU ms/image (a)+(b) → (c)   peak RSS');
   const reps: ScaleSummary[] = [];
   for (let r = 1; r <= args.reps; r++) {
-    const a = await measure({
-      mode: 'decode',
-      dataset: sample,
-      tuning: { ...args.tuning, mainThreadLoader: undefined },
-      stageLoader: args.tuning.mainThreadLoader === false ? 'workers' : 'main',
-    });
+    const a = await measure({ mode: 'decode', dataset: sample, tuning: { ...args.tuning, mainThreadLoader: undefined } });
     const b = await measure({ mode: 'infer', images: sample.count, tuning: { ...args.tuning, spinning: undefined } });
     const c = await measure({ mode: 'extract', dataset, tuning: args.tuning });
     const s = {

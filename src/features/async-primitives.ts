@@ -1,6 +1,6 @@
 // Small concurrency tools for the feature pipeline: a counting semaphore whose
-// waits can be cancelled, an ordered queue of promises, and helpers that turn
-// an AbortSignal into a rejection. Kept dependency-free so the extractor stays easy to reason about.
+// waits can be cancelled, and a helper that turns an AbortSignal into a
+// rejection. Kept dependency-free so the extractor stays easy to reason about.
 
 /** The error a cancelled wait rejects with: the signal's own reason. */
 export function abortReason(signal: AbortSignal): unknown {
@@ -72,45 +72,5 @@ export class Semaphore {
     const next = this.#waiters.shift();
     if (next) next.grant();
     else this.#available++;
-  }
-}
-
-/** Promises delivered in the order they were pushed, to one consumer. */
-export class OrderedQueue<V> {
-  readonly #items: Promise<V>[] = [];
-  #ended = false;
-  #failure: { error: unknown } | undefined;
-  #wake: (() => void) | undefined;
-
-  push(p: Promise<V>): void {
-    p.catch(() => {}); // surfaced when consumed, in order
-    this.#items.push(p);
-    this.#notify();
-  }
-
-  end(): void {
-    this.#ended = true;
-    this.#notify();
-  }
-
-  fail(error: unknown): void {
-    this.#failure ??= { error };
-    this.#notify();
-  }
-
-  async shift(): Promise<IteratorResult<V, undefined>> {
-    for (;;) {
-      const head = this.#items.shift();
-      if (head) return { done: false, value: await head };
-      if (this.#failure) throw this.#failure.error;
-      if (this.#ended) return { done: true, value: undefined };
-      await new Promise<void>((resolve) => (this.#wake = resolve));
-    }
-  }
-
-  #notify(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
   }
 }

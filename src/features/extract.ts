@@ -6,14 +6,13 @@
 // `batchesInFlight` batches exist at once (filling, queued, running or waiting to
 // be consumed), so memory does not grow with the number of images.
 import os from 'node:os';
-import { abortReason, OrderedQueue, raceAbort, Semaphore } from './async-primitives.js';
-import { BatchFill, BufferPool } from './batch-fill.js';
+import { abortReason, raceAbort, Semaphore } from './async-primitives.js';
 import { InferencePool } from './inference-pool.js';
 import { LoaderPool, type LoaderModule } from './loader-pool.js';
-import { resolveLayout, type Layout } from './layout.js';
-import { modelLabel } from './model-info.js';
+import { fixedImageShape, modelLabel } from './model-info.js';
 import type { Device } from './session-options.js';
 import { currentUvThreadpoolSize, planThreads } from './threads.js';
+import type { ModelInfo, TensorInfo } from './worker-protocol.js';
 
 /**
  * Fills one image's input tensor (`elements` floats, CHW order for the usual
@@ -93,6 +92,15 @@ export interface FeatureBatch<T> {
 export const DEFAULT_BATCH_SIZE = 8;
 /** On a GPU, larger batches keep the device busy (not measured here: no GPU). */
 export const DEFAULT_CUDA_BATCH_SIZE = 64;
+
+/** Options resolved against the model: what every batch needs to know. */
+interface Layout {
+  inputName: string;
+  outputName: string;
+  imageShape: number[];
+  /** The model's batch dimension when it is a fixed number. */
+  fixedBatch: number | undefined;
+}
 
 /**
  * Runs the model over every item and yields feature batches in input order.
@@ -188,6 +196,56 @@ function positiveInteger(name: string, value: number | undefined): void {
   }
 }
 
+/** Checks the options against what the session reports, once it has loaded. */
+function resolveLayout<T>(opts: ExtractOptions<T>, info: ModelInfo, label: string): Layout {
+  const names = (list: { name: string }[]) => list.map((v) => `"${v.name}"`).join(', ');
+  let input: TensorInfo | undefined = info.inputs[0];
+  if (opts.inputName !== undefined) {
+    input = info.inputs.find((v) => v.name === opts.inputName);
+    if (!input) throw new Error(`${label} has no input "${opts.inputName}"; its inputs are ${names(info.inputs)}`);
+  } else if (info.inputs.length !== 1) {
+    throw new Error(`${label} has ${info.inputs.length} inputs (${names(info.inputs)}): pass inputName`);
+  }
+  if (!input) throw new Error(`${label} has no inputs`);
+  if (input.type !== 'float32') {
+    throw new Error(`${label}: input "${input.name}" is ${input.type ?? 'not a tensor'}; the extractor feeds float32`);
+  }
+  const output = opts.outputName === undefined ? info.outputs[0] : info.outputs.find((v) => v.name === opts.outputName);
+  if (!output) throw new Error(`${label} has no output "${opts.outputName}"; its outputs are ${names(info.outputs)}`);
+
+  const modelShape = fixedImageShape(input);
+  let imageShape: number[];
+  if (Array.isArray(opts.inputShape)) {
+    imageShape = [...opts.inputShape];
+    const rest = input.shape.slice(1);
+    const clash =
+      rest.length !== imageShape.length || rest.some((d, i) => typeof d === 'number' && d > 0 && d !== imageShape[i]);
+    if (input.shape.length > 0 && clash) {
+      throw new Error(
+        `inputShape [${imageShape}] does not fit ${label}'s input "${input.name}" of shape [${input.shape}]`,
+      );
+    }
+  } else {
+    if (!modelShape) {
+      throw new Error(
+        `${label}'s input "${input.name}" has shape [${input.shape}] with dynamic image dimensions: pass inputShape as [C, H, W]`,
+      );
+    }
+    const count = modelShape.reduce((a, b) => a * b, 1);
+    if (typeof opts.inputShape === 'number' && opts.inputShape !== count) {
+      throw new Error(`inputShape says ${opts.inputShape} values per image but ${label} takes [${modelShape}] = ${count}`);
+    }
+    imageShape = modelShape;
+  }
+  const batchDim = input.shape[0];
+  return {
+    inputName: input.name,
+    outputName: output.name,
+    imageShape,
+    fixedBatch: typeof batchDim === 'number' && batchDim > 0 ? batchDim : undefined,
+  };
+}
+
 function elementCount(shape: readonly number[] | number): number {
   return typeof shape === 'number' ? shape : shape.reduce((a, b) => a * b, 1);
 }
@@ -278,15 +336,8 @@ async function produceBatches<T>(
   } catch (err) {
     queue.fail(err);
   } finally {
-    // Stopped early: let a generator source run its own cleanup. Not awaited: a
-    // source stuck in a slow next() would otherwise hold up the shutdown.
-    if (iterator?.return) {
-      try {
-        Promise.resolve(iterator.return()).catch(() => {});
-      } catch {
-        // A source whose cleanup throws has nothing left to clean.
-      }
-    }
+    // Stopped early: let a generator source run its own cleanup.
+    await Promise.resolve(iterator?.return?.()).catch(() => {});
   }
 }
 
@@ -322,6 +373,119 @@ async function finishBatch<T>(
   };
 }
 
+/** One batch buffer being filled by concurrent loads. */
+class BatchFill<T> {
+  readonly buffer: Float32Array;
+  readonly #elements: number;
+  readonly #items: T[] = [];
+  readonly #ok: boolean[] = [];
+  readonly #loads: Promise<void>[] = [];
+
+  constructor(buffer: Float32Array, elements: number) {
+    this.buffer = buffer;
+    this.#elements = elements;
+  }
+
+  get count(): number {
+    return this.#items.length;
+  }
+
+  start(item: T, load: ImageLoader<T>, signal: AbortSignal, settled: (item: T, err?: unknown) => void): void {
+    const slot = this.#items.length;
+    const offset = slot * this.#elements;
+    this.#items.push(item);
+    this.#ok.push(false);
+    const run = async () => {
+      const returned = await load(item, this.buffer, offset, signal);
+      if (returned !== undefined) {
+        if (!(returned instanceof Float32Array) || returned.length !== this.#elements) {
+          throw new Error(
+            `the loader returned ${describeValue(returned)}; expected a Float32Array of ${this.#elements} values`,
+          );
+        }
+        this.buffer.set(returned, offset);
+      }
+    };
+    this.#loads.push(
+      run().then(
+        () => {
+          this.#ok[slot] = true;
+          settled(item);
+        },
+        (err: unknown) => settled(item, err ?? new Error('load failed')),
+      ),
+    );
+  }
+
+  /** Waits for every load, then moves the loaded rows together at the front; returns their items. */
+  async settled(): Promise<T[]> {
+    await Promise.all(this.#loads);
+    const rows: T[] = [];
+    const e = this.#elements;
+    this.#items.forEach((item, slot) => {
+      if (!this.#ok[slot]) return;
+      const row = rows.length;
+      if (row !== slot) this.buffer.copyWithin(row * e, slot * e, (slot + 1) * e);
+      rows.push(item);
+    });
+    return rows;
+  }
+}
+
+/** Batch buffers come back from the worker after each run and are reused. */
+class BufferPool {
+  readonly #free: Float32Array[] = [];
+  constructor(readonly length: number) {}
+
+  take(): Float32Array {
+    return this.#free.pop() ?? new Float32Array(this.length);
+  }
+
+  give(buffer: Float32Array): void {
+    if (buffer.length === this.length) this.#free.push(buffer);
+  }
+}
+
+/** Promises delivered in the order they were pushed, to one consumer. */
+class OrderedQueue<V> {
+  readonly #items: Promise<V>[] = [];
+  #ended = false;
+  #failure: { error: unknown } | undefined;
+  #wake: (() => void) | undefined;
+
+  push(p: Promise<V>): void {
+    p.catch(() => {}); // surfaced when consumed, in order
+    this.#items.push(p);
+    this.#notify();
+  }
+
+  end(): void {
+    this.#ended = true;
+    this.#notify();
+  }
+
+  fail(error: unknown): void {
+    this.#failure ??= { error };
+    this.#notify();
+  }
+
+  async shift(): Promise<IteratorResult<V, undefined>> {
+    for (;;) {
+      const head = this.#items.shift();
+      if (head) return { done: false, value: await head };
+      if (this.#failure) throw this.#failure.error;
+      if (this.#ended) return { done: true, value: undefined };
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+}
+
 function toIterator<T>(items: Iterable<T> | AsyncIterable<T>): AsyncIterator<T> | Iterator<T> {
   if (Symbol.asyncIterator in items) return (items as AsyncIterable<T>)[Symbol.asyncIterator]();
   return (items as Iterable<T>)[Symbol.iterator]();
@@ -331,3 +495,7 @@ function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+function describeValue(v: unknown): string {
+  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name} of ${(v as unknown as ArrayLike<unknown>).length} values`;
+  return typeof v;
+}
