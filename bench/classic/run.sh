@@ -18,7 +18,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
 
 case "${1:-}" in
-  -h|--help) exec sed -n '2,15p' "${BASH_SOURCE[0]}" ;;
+  -h|--help) exec sed -n '2,14p' "${BASH_SOURCE[0]}" ;;
 esac
 
 # Debian's packages install into the system Python, not a pyenv/venv one.
