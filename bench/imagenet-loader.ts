@@ -2,7 +2,8 @@
 // transform for a 224×224 NCHW input) as a loader module, so that
 // extractFeatures can run it in worker threads (ExtractOptions.loaderModule).
 import sharp from 'sharp';
-import { loadImageTensorInto, resolveTransform } from '../src/images/preprocess.js';
+import { loadImageTensorInto } from '../src/images/preprocess.js';
+import { resolveTransform } from '../src/images/transform-spec.js';
 
 export interface ImageNetLoaderOptions {
   height: number;

@@ -6,24 +6,11 @@ import * as ort from 'onnxruntime-node';
 import { attr, buildModel, type ModelSpec, type NodeSpec, type TensorInit } from '../src/onnx/builder.js';
 import { OnnxModelError, encodeModel, makeValueInfo, parseModel } from '../src/onnx/model.js';
 import { cutAtFeatures } from '../src/onnx/cut.js';
+import { seededTensors } from './support/seeded-tensors.js';
 
 // ---- small models
 
-let seed = 7;
-/** Deterministic values in [-1, 1). */
-function randoms(n: number): Float32Array {
-  return Float32Array.from({ length: n }, () => {
-    seed = (seed * 1103515245 + 12345) % 2 ** 31;
-    return (seed / 2 ** 31) * 2 - 1;
-  });
-}
-
-const floats = (name: string, dims: number[]): TensorInit => ({
-  name,
-  type: 'float32',
-  dims,
-  data: randoms(dims.reduce((a, b) => a * b, 1)),
-});
+const { randoms, floats } = seededTensors(7);
 
 /** image [N,3,8,8] → Conv(4 channels) → Relu: the trunk every small model shares. */
 const TRUNK: NodeSpec[] = [

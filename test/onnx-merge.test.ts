@@ -2,24 +2,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
-import { attr, buildModel, type TensorInit } from '../src/onnx/builder.js';
+import { attr, buildModel } from '../src/onnx/builder.js';
 import { OnnxModelError, defaultOpset, encodeModel, parseModel } from '../src/onnx/model.js';
 import { cutAtFeatures } from '../src/onnx/cut.js';
 import { type DenseLayer, type HeadWeights, mergeBackboneAndHead, readLabels } from '../src/onnx/merge.js';
+import { seededTensors } from './support/seeded-tensors.js';
 
-let seed = 11;
-function randoms(n: number): Float32Array {
-  return Float32Array.from({ length: n }, () => {
-    seed = (seed * 1103515245 + 12345) % 2 ** 31;
-    return (seed / 2 ** 31) * 2 - 1;
-  });
-}
-const floats = (name: string, dims: number[]): TensorInit => ({
-  name,
-  type: 'float32',
-  dims,
-  data: randoms(dims.reduce((a, b) => a * b, 1)),
-});
+const { randoms, floats } = seededTensors(11);
 
 /** A small classifier (Conv → Relu → GlobalAveragePool → Flatten → Gemm), cut into a 4-feature extractor. */
 async function featureExtractor(options: { opset?: number; irVersion?: number; metadata?: Record<string, string> } = {}) {

@@ -12,16 +12,6 @@ import { ImageLoadError, toImageLoadError } from './image-problems.js';
 import type { Rng } from './random.js';
 import { fixedOutputSize, type Size, type TransformSpec } from './transform-spec.js';
 
-export {
-  resolveTransform,
-  transformSpecSchema,
-  tensorLength,
-  fixedOutputSize,
-  TransformSpecError,
-  IMAGENET_MEAN,
-  IMAGENET_STD,
-} from './transform-spec.js';
-export type { TransformSpec, TransformSpecInput, ModelInputShape, TensorLayout } from './transform-spec.js';
 
 export interface LoadTensorOptions {
   /**
