@@ -251,7 +251,7 @@ test("device 'cuda' without the CUDA provider fails with instructions", async ()
       message:
         'The CUDA execution provider is not available: this onnxruntime-node installation has no CUDA provider libraries, or they could not be loaded. ' +
         'To train on an NVIDIA GPU, install the CUDA 12 runtime and cuDNN 9, then reinstall onnxruntime-node with its CUDA provider: ' +
-        '`ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` (or set `onnxruntime-node-install=cuda12` in .npmrc and reinstall onnxruntime-node). ' +
+        '`ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --ignore-scripts=false`. ' +
         "Otherwise use device 'cpu'.",
     },
   );

@@ -1,6 +1,7 @@
 // onnxruntime session settings for the frozen backbone, and the error a user
 // sees when the CUDA execution provider is asked for but not installed.
 import type { InferenceSession } from 'onnxruntime-node';
+import { CUDA_INSTALL_COMMAND } from '../onnx/cuda-install.js';
 
 export type Device = 'cpu' | 'cuda';
 
@@ -36,10 +37,9 @@ export class CudaProviderError extends Error {
       `Could not create a CUDA inference session for ${modelLabel}: the onnxruntime CUDA execution ` +
         `provider is not installed or cannot load (${detail}).\n` +
         `onnxruntime-node downloads its CUDA 12 provider libraries only when asked to at install time; ` +
-        `this project's .npmrc skips that so installs work offline. To install it (Linux x64, needs ` +
+        `this project's installs run no install scripts so they stay offline. To install it (Linux x64, needs ` +
         `network access, an NVIDIA driver, CUDA 12 and cuDNN 9):\n` +
-        `  ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node\n` +
-        `or: npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12\n` +
+        `  ${CUDA_INSTALL_COMMAND}\n` +
         `Or run on the CPU (device: 'cpu').`,
       { cause },
     );

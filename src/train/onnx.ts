@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { CUDA_INSTALL_COMMAND } from '../onnx/cuda-install.js';
 import type { FeatureSplit } from './data.js';
 import { EVAL_CHUNK_ROWS, type EngineSetup, type EvalOutput, type StepInput, type StepOutput, type TrainEngine } from './engine.js';
 import { buildEvalGraph, buildTrainGraph, io, parameterNames, scalarInputNames, stateNames, type GraphDtype } from './graph.js';
@@ -18,7 +19,7 @@ import type { Device } from './spec.js';
 export const CUDA_UNAVAILABLE_MESSAGE =
   "The CUDA execution provider is not available: this onnxruntime-node installation has no CUDA provider libraries, or they could not be loaded. " +
   'To train on an NVIDIA GPU, install the CUDA 12 runtime and cuDNN 9, then reinstall onnxruntime-node with its CUDA provider: ' +
-  '`ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` (or set `onnxruntime-node-install=cuda12` in .npmrc and reinstall onnxruntime-node). ' +
+  `\`${CUDA_INSTALL_COMMAND}\`. ` +
   "Otherwise use device 'cpu'.";
 
 /** Thrown when device 'cuda' is asked for but onnxruntime cannot use CUDA; `cause` holds onnxruntime's own error. */
