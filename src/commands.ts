@@ -14,6 +14,7 @@ import { findProjectDir } from './runner/analyze.js';
 import { cacheDirFor, loadPipeline, openSession, planRun, runPipeline } from './runner/run.js';
 import { type RunRecord, RunRecords } from './runner/runs.js';
 import { builtins } from './runner/registry.js';
+import type { InputPort } from './runner/step.js';
 import { runSummary, formatMetrics } from './runner/summary.js';
 import { expandSweep } from './runner/sweep.js';
 import { compareRuns, formatComparison } from './runner/compare.js';
@@ -225,13 +226,22 @@ const gc: Command = async (ctx) => {
 const steps: Command = async (ctx) => {
   const list = [...builtins.values()];
   if (ctx.values.json) {
-    print(JSON.stringify(list.map((s) => ({ type: s.type, version: s.version, description: s.description, inputs: s.inputs ?? {}, params: s.paramsSchema })), null, 2));
+    print(
+      JSON.stringify(
+        list.map((s) => ({ type: s.type, version: s.version, description: s.description, inputs: s.inputs ?? {}, produces: s.produces ?? null, params: s.paramsSchema })),
+        null,
+        2,
+      ),
+    );
     return ExitCode.ok;
   }
   for (const s of list) {
     print(`${s.type} (v${s.version}): ${s.description}`);
     const ports = s.inputs && !('any' in s.inputs) ? Object.entries(s.inputs) : [];
-    if (ports.length) print(`  inputs: ${ports.map(([k, v]) => `${k}${(v as { optional?: boolean }).optional ? '?' : ''}`).join(', ')}`);
+    if (ports.length) print(`  inputs: ${ports.map(([k, v]) => `${k}${(v as InputPort).optional ? '?' : ''}`).join(', ')}`);
+    const typed = ports.filter(([, v]) => (v as InputPort).kind !== undefined);
+    if (typed.length) print(`  input kinds: ${typed.map(([k, v]) => `${k} ← ${[(v as InputPort).kind!].flat().join(' | ')}`).join(', ')}`);
+    if (s.produces) print(`  produces: ${s.produces}`);
     const props = (s.paramsSchema.properties ?? {}) as Record<string, { type?: unknown; default?: unknown; description?: string; enum?: unknown[] }>;
     const required = new Set((s.paramsSchema.required as string[] | undefined) ?? []);
     for (const [name, p] of Object.entries(props)) {

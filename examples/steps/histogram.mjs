@@ -9,8 +9,11 @@ export default {
   // Bump when the output changes for the same inputs: old artifacts stop matching.
   version: 1,
   description: 'Draws a text histogram of a word,count CSV.',
-  // The upstream stage is named under `inputs: {counts: <stage>}`.
-  inputs: { counts: { description: 'a stage whose artifact holds a word,count CSV' } },
+  // The upstream stage is named under `inputs: {counts: <stage>}`; `kind` says
+  // it must be an exec stage's outputs (tlpipe validate rejects anything else).
+  inputs: { counts: { description: 'a stage whose artifact holds a word,count CSV', kind: 'command-output' } },
+  // No `produces`: the histogram is an untyped artifact, which only inputs
+  // that accept any artifact (exec, or a user step input without a kind) take.
   paramsSchema: {
     type: 'object',
     additionalProperties: false,

@@ -2,6 +2,7 @@
 // labels and preprocessing in its metadata) over image files and folders.
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
+import { TRANSFORM_METADATA_KEY } from '../artifacts/exported-model.js';
 import { extractFeatures } from '../features/extract.js';
 import { idFromFileName } from '../images/dataset.js';
 import { hasImageExtension } from '../images/formats.js';
@@ -13,9 +14,6 @@ import { describeImageInput } from '../onnx/inspect.js';
 import { readLabels } from '../onnx/merge.js';
 import { readModelFile } from '../onnx/model.js';
 import { UsageError } from '../runner/errors.js';
-
-/** metadata_props key holding the resolved preprocessing (TransformSpec JSON). */
-export const TRANSFORM_METADATA_KEY = 'tlpipe.transform';
 
 export interface PredictedImage {
   path: string;

@@ -1,6 +1,6 @@
 // The evaluation's tables: the confusion matrix as a heat map, and the
 // per-class precision, recall and F1.
-import type { ClassScores } from './data.js';
+import type { ClassScores } from '../artifacts/evaluation.js';
 import { percent } from './format.js';
 import { html, type Markup } from './markup.js';
 

@@ -2,7 +2,8 @@
 // One run: colour tells training from validation. Several runs: colour tells
 // the runs apart and a dashed line is training, a solid one validation.
 import { legend, lineChart, type Series } from './charts.js';
-import type { EpochPoint, Training } from './data.js';
+import type { EpochPoint } from '../artifacts/head.js';
+import type { Training } from './data.js';
 import { decimal, percent } from './format.js';
 import { html, type Markup } from './markup.js';
 

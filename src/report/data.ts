@@ -1,60 +1,22 @@
 // What a report shows, read out of a run record. Stage names vary between
-// pipelines, so stages are found by the step they use. Stage values are
-// untyped JSON in the record: every field is checked, and a malformed piece
-// is left out rather than failing the whole report.
+// pipelines, so stages are found by the artifact kind they produce, and their
+// values are read by that kind's checked reader (a malformed piece is left
+// out rather than failing the whole report).
+import { evaluationFromRecord, evaluationKind, type Evaluation as EvaluationValues, type Mistake } from '../artifacts/evaluation.js';
+import { trainedHeadKind, trainingFromRecord, type Training as TrainingValues } from '../artifacts/head.js';
+import { num } from '../artifacts/record-json.js';
 import type { StageOutcome } from '../runner/executor.js';
 import type { RunRecord } from '../runner/runs.js';
-import type { Json } from '../runner/step.js';
 
-export const TRAIN_STEP = 'head.train';
-export const EVALUATE_STEP = 'head.evaluate';
 /** Misclassified images a report shows (and makes thumbnails for), per run. */
 export const MISTAKES_SHOWN = 24;
 
-export interface EpochPoint {
-  epoch: number;
-  trainLoss: number | null;
-  trainAccuracy: number | null;
-  valLoss: number | null;
-  valAccuracy: number | null;
-  lr: number | null;
-  seconds: number | null;
-}
-
-export interface Training {
+export interface Training extends TrainingValues {
   stage: string;
-  history: EpochPoint[];
-  bestEpoch: number | null;
-  classes: string[];
 }
 
-export interface ClassScores {
-  class: string;
-  precision: number | null;
-  recall: number | null;
-  f1: number | null;
-  support: number | null;
-}
-
-export interface Mistake {
-  path: string;
-  id: string | number | null;
-  trueLabel: string;
-  predictedLabel: string;
-  confidence: number | null;
-}
-
-export interface Evaluation {
+export interface Evaluation extends EvaluationValues {
   stage: string;
-  accuracy: number | null;
-  loss: number | null;
-  macroF1: number | null;
-  count: number | null;
-  classes: string[];
-  perClass: ClassScores[];
-  /** Rows are true classes, columns predicted ones; null when absent or not square. */
-  confusion: number[][] | null;
-  misclassified: Mistake[];
 }
 
 /** The number a reader looks at first, and where it came from. */
@@ -64,80 +26,32 @@ export interface Headline {
   source: string;
 }
 
-type JsonObject = { [key: string]: Json };
+/**
+ * Run records written before stages recorded the kind they produce: the kind
+ * of the two built-in steps the report reads.
+ */
+const KIND_BEFORE_RECORDED: Readonly<Record<string, string>> = { 'head.train': trainedHeadKind.name, 'head.evaluate': evaluationKind.name };
 
-const isObject = (v: Json | undefined): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
-const num = (v: Json | undefined): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
-const str = (v: Json | undefined): string | null => (typeof v === 'string' ? v : typeof v === 'number' ? String(v) : null);
-const strings = (v: Json | undefined): string[] => (Array.isArray(v) ? v.map(str).filter((s): s is string => s !== null) : []);
+const producedKind = (s: StageOutcome) => s.kind ?? KIND_BEFORE_RECORDED[s.uses];
 
-/** The last stage using `step` that produced something (a later stage supersedes an earlier one). */
-function stageUsing(record: RunRecord, step: string): StageOutcome | undefined {
-  const all = record.stages.filter((s) => s.uses === step);
+/** The last stage producing `kind` that produced something (a later stage supersedes an earlier one). */
+function stageProducing(record: RunRecord, kind: string): StageOutcome | undefined {
+  const all = record.stages.filter((s) => producedKind(s) === kind);
   return all.reverse().find((s) => s.status === 'ran' || s.status === 'cached') ?? all[0];
 }
 
 export function trainingOf(record: RunRecord): Training | null {
-  const stage = stageUsing(record, TRAIN_STEP);
-  if (!stage || (stage.status !== 'ran' && stage.status !== 'cached') || !isObject(stage.value)) return null;
-  const value = stage.value;
-  const history = (Array.isArray(value.history) ? value.history : [])
-    .filter(isObject)
-    .map((e) => ({
-      epoch: num(e.epoch),
-      trainLoss: num(e.trainLoss),
-      trainAccuracy: num(e.trainAccuracy),
-      valLoss: num(e.valLoss),
-      valAccuracy: num(e.valAccuracy),
-      lr: num(e.lr),
-      seconds: num(e.seconds),
-    }))
-    .filter((e): e is EpochPoint => e.epoch !== null)
-    .sort((a, b) => a.epoch - b.epoch);
-  return { stage: stage.name, history, bestEpoch: num(value.bestEpoch) ?? num(stage.metrics.bestEpoch), classes: strings(value.classes) };
-}
-
-function confusionOf(v: Json | undefined, size: number): number[][] | null {
-  if (!Array.isArray(v) || !v.length) return null;
-  const rows = v.map((row) => (Array.isArray(row) ? row.map((c) => num(c) ?? 0) : []));
-  const n = size || rows.length;
-  return rows.length === n && rows.every((r) => r.length === n) ? rows : null;
+  const stage = stageProducing(record, trainedHeadKind.name);
+  if (!stage || (stage.status !== 'ran' && stage.status !== 'cached')) return null;
+  const training = trainingFromRecord(stage.value, stage.metrics);
+  return training && { stage: stage.name, ...training };
 }
 
 export function evaluationOf(record: RunRecord): Evaluation | null {
-  const stage = stageUsing(record, EVALUATE_STEP);
+  const stage = stageProducing(record, evaluationKind.name);
   // A failed or skipped evaluation has nothing to show; the timeline and the error say why.
   if (!stage || (stage.status !== 'ran' && stage.status !== 'cached')) return null;
-  const value: JsonObject = isObject(stage.value) ? stage.value : {};
-  const m = stage.metrics ?? {};
-  const classes = strings(value.classes);
-  const perClass = (Array.isArray(value.perClass) ? value.perClass : []).filter(isObject).map((c) => ({
-    class: str(c.class) ?? '?',
-    precision: num(c.precision),
-    recall: num(c.recall),
-    f1: num(c.f1),
-    support: num(c.support),
-  }));
-  const misclassified = (Array.isArray(value.misclassified) ? value.misclassified : [])
-    .filter(isObject)
-    .map((x) => ({
-      path: str(x.path) ?? '',
-      id: typeof x.id === 'string' || typeof x.id === 'number' ? x.id : null,
-      trueLabel: str(x.trueLabel) ?? '?',
-      predictedLabel: str(x.predictedLabel) ?? '?',
-      confidence: num(x.confidence),
-    }));
-  return {
-    stage: stage.name,
-    accuracy: num(m.accuracy),
-    loss: num(m.loss),
-    macroF1: num(m.macroF1),
-    count: num(m.count),
-    classes: classes.length ? classes : perClass.map((c) => c.class),
-    perClass,
-    confusion: confusionOf(value.confusion, classes.length),
-    misclassified,
-  };
+  return { stage: stage.name, ...evaluationFromRecord(stage.value, stage.metrics ?? {}) };
 }
 
 /**
@@ -149,7 +63,7 @@ export function headlineOf(record: RunRecord): Headline | null {
   if (evaluation?.accuracy !== null && evaluation?.accuracy !== undefined) {
     return { label: 'Validation accuracy', value: evaluation.accuracy, source: evaluation.stage };
   }
-  const train = stageUsing(record, TRAIN_STEP);
+  const train = stageProducing(record, trainedHeadKind.name);
   const acc = num(train?.metrics.valAccuracy);
   if (train && acc !== null) return { label: 'Validation accuracy', value: acc, source: train.name };
   return null;

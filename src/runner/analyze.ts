@@ -10,6 +10,7 @@ import { type LoadedSource, type Locations, type Pointer, pointer } from './load
 import { structureOnly } from './pipeline-schema.js';
 import { builtins, isModuleReference, loadUserStep } from './registry.js';
 import type { Json, JsonSchema, Step } from './step.js';
+import { checkDeclaredKinds, checkWiring } from './wiring.js';
 
 export interface Stage {
   name: string;
@@ -99,7 +100,7 @@ export async function analyze(source: LoadedSource): Promise<Pipeline> {
         diagnostics.push(locations.diagnostic(p, `Stage "${name}" cannot consume its own artifact.`));
       }
     }
-    if (!step) continue;
+    if (!step || !checkDeclaredKinds(step, raw.uses, `${at}/uses`, locations, diagnostics)) continue;
     checkInputNames(step, name, raw, inputs, at, locations, diagnostics);
     const params = structuredClone(raw.with ?? {}) as Json;
     const validate = stepValidator(step);
@@ -110,6 +111,7 @@ export async function analyze(source: LoadedSource): Promise<Pipeline> {
     stages.push({ name, uses: raw.uses, step, params, inputs });
   }
 
+  checkWiring(stages, locations, diagnostics, [...builtins.values()]);
   const ordered = orderStages(stages, locations, diagnostics);
   if (diagnostics.length) throw new PipelineInvalid(dedupe(diagnostics));
   return {

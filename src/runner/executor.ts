@@ -14,6 +14,8 @@ import { type ArtifactEntry, type ArtifactStore, hashFile, isAlive } from './sto
 export interface StageOutcome {
   name: string;
   uses: string;
+  /** The artifact kind its step produces (absent for untyped user steps, and in records written before kinds). */
+  kind?: string;
   status: StageStatus;
   fingerprint: string;
   reason: string;
@@ -89,6 +91,7 @@ export class LocalExecutor implements Executor {
     return {
       name: planned.stage.name,
       uses: planned.stage.uses,
+      ...kindOf(planned),
       status: 'skipped',
       fingerprint: planned.fingerprint,
       reason,
@@ -101,13 +104,13 @@ export class LocalExecutor implements Executor {
   private failed(planned: PlannedStage, error: string, options: ExecuteOptions): StageOutcome {
     const { name, uses } = planned.stage;
     options.emit({ type: 'stage-end', stage: name, status: 'failed', durationMs: 0, fingerprint: planned.fingerprint, error });
-    return { name, uses, status: 'failed', fingerprint: planned.fingerprint, reason: planned.reason, durationMs: 0, metrics: {}, outputs: [], error };
+    return { name, uses, ...kindOf(planned), status: 'failed', fingerprint: planned.fingerprint, reason: planned.reason, durationMs: 0, metrics: {}, outputs: [], error };
   }
 
   private async runStage(plan: Plan, planned: PlannedStage, artifacts: Map<string, Artifact>, options: ExecuteOptions): Promise<StageOutcome> {
     const { stage, fingerprint } = planned;
     const started = performance.now();
-    const base = { name: stage.name, uses: stage.uses, fingerprint, reason: planned.reason };
+    const base = { name: stage.name, uses: stage.uses, ...kindOf(planned), fingerprint, reason: planned.reason };
     const elapsed = () => Math.round(performance.now() - started);
     const fail = (error: string, exitCode?: number): StageOutcome => {
       options.emit({ type: 'stage-end', stage: stage.name, status: 'failed', durationMs: elapsed(), fingerprint, error });
@@ -247,6 +250,8 @@ export class LocalExecutor implements Executor {
     return written;
   }
 }
+
+const kindOf = (planned: PlannedStage) => (planned.stage.step.produces ? { kind: planned.stage.step.produces } : {});
 
 /** A file-system error that means "cannot write here", not a bug in the step. */
 function isWriteError(e: unknown): boolean {

@@ -17,10 +17,17 @@ export interface Step<P = any> {
   paramsSchema: JsonSchema;
   /**
    * The artifacts this step consumes, by input name. A stage maps each name to
-   * the stage that produces it (`inputs: {features: features}`). `any: true`
-   * accepts any stage names (used for ordering, as with `exec`).
+   * the stage that produces it (`inputs: {features: features}`). `kind` names
+   * the artifact kind the input accepts (see src/artifacts/): analysis rejects
+   * a stage wired to one of another kind. An input without a kind accepts any
+   * artifact. `any: true` accepts any stage names (used for ordering, as with `exec`).
    */
-  inputs?: { [name: string]: { description: string; optional?: boolean } } | { any: true };
+  inputs?: { [name: string]: InputPort } | { any: true };
+  /**
+   * The artifact kind this step produces. A step that declares none produces
+   * an untyped artifact: only inputs that accept any artifact take it.
+   */
+  produces?: string;
   /**
    * What the result depends on besides parameters and input artifacts (content
    * hashes of files it reads, a model's hash...). Runs before the stage, also
@@ -28,6 +35,13 @@ export interface Step<P = any> {
    */
   dependencies?(params: P, ctx: PlanContext): Promise<Json>;
   run(ctx: StepContext, params: P, inputs: Inputs): Promise<StepResult>;
+}
+
+export interface InputPort {
+  description: string;
+  /** The artifact kind (or kinds) accepted; none: any artifact. */
+  kind?: string | readonly string[];
+  optional?: boolean;
 }
 
 export interface PlanContext {

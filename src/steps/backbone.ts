@@ -1,32 +1,23 @@
 // `backbone.load`: the pretrained model, by catalogue name, path or URL,
 // verified and described (its image input and outputs).
-import { copyFile, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { backboneKind, type BackboneValue, backboneValueJson, writeBackboneModel } from '../artifacts/backbone.js';
 import { expectedSha256, parseModelReference, resolveModel } from '../models/resolve.js';
 import { describeModel } from '../onnx/inspect.js';
 import { parseModel } from '../onnx/model.js';
 import { StepFailure } from '../runner/errors.js';
-import { defineStep, type Json } from '../runner/step.js';
+import { defineStep } from '../runner/step.js';
 
 export interface BackboneParams {
   model: string;
   sha256?: string;
 }
 
-/** What downstream stages read from this artifact's value. */
-export interface BackboneValue {
-  model: string;
-  sha256: string;
-  source: string;
-  input: { name: string; layout: 'NCHW' | 'NHWC'; height: number | null; width: number | null; batch: number | null };
-  outputs: { name: string; dims: (number | string | null)[] | null }[];
-  /** Normalisation the model was trained with, when the catalogue knows it. */
-  preprocessing: { mean: number[]; std: number[]; resizeShorterSide: number; cropSize: number } | null;
-}
-
 export const backboneStep = defineStep<BackboneParams>({
   type: 'backbone.load',
   version: 1,
+  produces: backboneKind.name,
   description: 'Loads a pretrained ONNX image classifier: a catalogue name, a local .onnx path, or a URL with its sha256.',
   paramsSchema: {
     type: 'object',
@@ -65,7 +56,7 @@ export const backboneStep = defineStep<BackboneParams>({
     }
     const { input } = description;
     ctx.log(`${path.basename(resolved.file)}: input ${input.name} ${input.layout} ${input.width ?? '?'}x${input.height ?? '?'}, ${description.outputs.length} output(s)`);
-    await copyFile(resolved.file, path.join(ctx.outDir, 'model.onnx'));
+    await writeBackboneModel(ctx.outDir, resolved.file);
     const pre = resolved.entry?.preprocessing;
     const value: BackboneValue = {
       model: params.model,
@@ -83,6 +74,6 @@ export const backboneStep = defineStep<BackboneParams>({
           }
         : null,
     };
-    return { value: value as unknown as Json };
+    return { value: backboneValueJson(value) };
   },
 });

@@ -2,18 +2,13 @@
 // artifact is a manifest (path, content hash, label, id, split), so the cache
 // follows the data's content, not its timestamps. Unreadable images are
 // skipped, counted and listed, never silently.
-import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { datasetManifestKind, type DatasetManifest, datasetValueJson, MANIFEST_FILE, writeDatasetManifest } from '../artifacts/dataset-manifest.js';
 import { DatasetError, datasetSpecSchema, resolveDatasetSpec, scanDataset, type DatasetScan, type DatasetSpec } from '../images/dataset.js';
 import type { ImageCheck } from '../images/validate.js';
 import { StepFailure } from '../runner/errors.js';
-import { defineStep, type Json } from '../runner/step.js';
+import { defineStep } from '../runner/step.js';
 import { withoutIds } from './schema.js';
-
-export const MANIFEST_FILE = 'manifest.json';
-
-/** The manifest file's content, as downstream stages read it. */
-export type DatasetManifest = Pick<DatasetScan, 'classes' | 'images' | 'counts' | 'validation' | 'skipped' | 'ignored' | 'warnings'>;
 
 const SHOWN_SKIPS = 20;
 /** The chunk log remembering image checks; versioned with the check itself. */
@@ -22,6 +17,7 @@ const CHECKS_SCOPE = 'image-checks-v1';
 export const datasetStep = defineStep<DatasetSpec>({
   type: 'images.dataset',
   version: 1,
+  produces: datasetManifestKind.name,
   description: 'Image folders (Kaggle file-name labels, one folder per class) or a CSV manifest; stratified validation split; corrupt images skipped and listed.',
   paramsSchema: withoutIds(datasetSpecSchema),
 
@@ -82,7 +78,7 @@ export const datasetStep = defineStep<DatasetSpec>({
       ignored: scan.ignored,
       warnings: scan.warnings,
     };
-    await writeFile(path.join(ctx.outDir, MANIFEST_FILE), JSON.stringify(manifest));
+    await writeDatasetManifest(ctx.outDir, manifest);
 
     const perClass = (counts: { perClass: number[] }) => scan.classes.map((c, i) => `${c} ${counts.perClass[i]}`).join(', ');
     ctx.log(`train ${scan.counts.train.total} (${perClass(scan.counts.train)}), validation ${scan.counts.val.total} (${perClass(scan.counts.val)}), test ${scan.counts.test.total}`);
@@ -93,13 +89,13 @@ export const datasetStep = defineStep<DatasetSpec>({
       if (scan.skipped.length > SHOWN_SKIPS) ctx.warn(`  ... and ${scan.skipped.length - SHOWN_SKIPS} more (all listed in the artifact's ${MANIFEST_FILE})`);
     }
     return {
-      value: {
+      value: datasetValueJson({
         classes: scan.classes,
         counts: { train: scan.counts.train.total, val: scan.counts.val.total, test: scan.counts.test.total },
         validation: scan.validation,
         skipped: scan.skipped.map((s) => ({ path: s.path, reason: s.reason })),
         ignored: scan.ignored,
-      } as unknown as Json,
+      }),
       metrics: { images: scan.images.length, skipped: scan.skipped.length },
       chunkScopes: [CHECKS_SCOPE],
     };

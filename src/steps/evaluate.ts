@@ -1,24 +1,31 @@
 // `head.evaluate`: accuracy, loss, per-class precision/recall/F1 and the
 // confusion matrix on the validation split, plus the misclassified images.
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
+import { datasetManifestKind } from '../artifacts/dataset-manifest.js';
+import { evaluationKind, type EvaluationValue, writeEvaluation } from '../artifacts/evaluation.js';
+import { featuresKind, readSplitFeatures } from '../artifacts/features.js';
+import { readHead, trainedHeadKind } from '../artifacts/head.js';
 import { evaluate, predict } from '../train/evaluate.js';
 import { StepFailure } from '../runner/errors.js';
-import { defineStep, type Json } from '../runner/step.js';
-import { trainedHeadInputs, trainedHeadOn } from './trained-head.js';
+import { defineStep } from '../runner/step.js';
 
 export const evaluateStep = defineStep<{ split: 'val' | 'train' }>({
   type: 'head.evaluate',
   version: 1,
   description: 'Accuracy, loss, per-class precision, recall and F1, and the confusion matrix on the validation split.',
-  inputs: trainedHeadInputs,
+  inputs: {
+    train: { description: 'the head.train stage', kind: trainedHeadKind.name },
+    features: { description: 'the features.extract stage', kind: featuresKind.name },
+    dataset: { description: 'the images.dataset stage', kind: datasetManifestKind.name },
+  },
+  produces: evaluationKind.name,
   paramsSchema: {
     type: 'object',
     additionalProperties: false,
     properties: { split: { enum: ['val', 'train'], default: 'val', description: 'The split to evaluate on.' } },
   },
   async run(ctx, params, inputs) {
-    const { head, split } = await trainedHeadOn(inputs, params.split);
+    const head = await readHead(inputs.train!);
+    const split = await readSplitFeatures(inputs.features!, inputs.dataset!, params.split);
     if (!split.images.length) throw new StepFailure(`the ${params.split} split has no images: give a validation folder or a valFraction above 0`);
     const result = await evaluate(head.weights, split.features, split.labels, head.classes);
     const { probabilities, labels } = await predict(head.weights, split.features);
@@ -34,20 +41,20 @@ export const evaluateStep = defineStep<{ split: 'val' | 'train' }>({
         confidence: probabilities[i * C + labels[i]!]!,
       }))
       .sort((a, b) => b.confidence - a.confidence);
-    const report = {
+    const report: EvaluationValue = {
       classes: head.classes,
       perClass: result.perClass.map((c) => ({ class: c.name, precision: c.precision, recall: c.recall, f1: c.f1, support: c.support })),
       confusion: result.confusion,
       misclassified,
     };
-    await writeFile(path.join(ctx.outDir, 'evaluation.json'), JSON.stringify({ ...result, ...report }, null, 1));
+    const value = await writeEvaluation(ctx.outDir, result, report);
     ctx.log(`${params.split}: accuracy ${(100 * result.accuracy).toFixed(2)}% (${result.count - misclassified.length}/${result.count}), loss ${result.loss.toFixed(4)}, macro F1 ${result.macroF1.toFixed(4)}`);
     for (const c of report.perClass) {
       ctx.log(`  ${c.class}: precision ${c.precision.toFixed(4)} recall ${c.recall.toFixed(4)} F1 ${c.f1.toFixed(4)} (${c.support})`);
     }
     ctx.log(`  confusion (rows true, columns predicted ${head.classes.join(', ')}): ${result.confusion.map((r) => `[${r.join(' ')}]`).join(' ')}`);
     return {
-      value: report as unknown as Json,
+      value,
       metrics: { accuracy: result.accuracy, loss: result.loss, macroF1: result.macroF1, count: result.count },
     };
   },

@@ -5,6 +5,7 @@
 import { execa } from 'execa';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { commandOutputKind, storedOutputPath } from '../artifacts/command-output.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
 import { listFiles } from '../runner/store.js';
@@ -27,6 +28,7 @@ export const execStep = defineStep<ExecParams>({
   version: 1,
   description: 'Runs a command with declared dependencies (files or folders it reads) and outputs (files or folders it writes).',
   inputs: { any: true },
+  produces: commandOutputKind.name,
   paramsSchema: {
     type: 'object',
     additionalProperties: false,
@@ -105,10 +107,10 @@ export const execStep = defineStep<ExecParams>({
       if (!st) throw new StepFailure(`"${shown}" succeeded but did not write its declared output "${o.rel}".`);
       const files = st.isDirectory() ? (await listFiles(o.abs)).map((f) => path.join(o.rel, f)) : [o.rel];
       for (const rel of files) {
-        const stored = path.join('outs', rel);
+        const stored = storedOutputPath(rel);
         await fs.mkdir(path.dirname(path.join(ctx.outDir, stored)), { recursive: true });
         await fs.copyFile(path.join(ctx.projectDir, rel), path.join(ctx.outDir, stored));
-        publish.push({ file: stored.split(path.sep).join('/'), to: ctx.outputPath(rel) });
+        publish.push({ file: stored, to: ctx.outputPath(rel) });
       }
     }
     return {

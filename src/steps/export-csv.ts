@@ -1,13 +1,15 @@
 // `export.csv`: predictions for the test images as `id,label` sorted by numeric
 // id (the Kaggle submission format), optionally with class probabilities.
 // The runner publishes the file atomically to `to`.
-import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { datasetManifestKind } from '../artifacts/dataset-manifest.js';
+import { featuresKind, readSplitFeatures } from '../artifacts/features.js';
+import { readHead, trainedHeadKind } from '../artifacts/head.js';
+import { predictionsKind, writePredictions } from '../artifacts/predictions.js';
 import { compareIds } from '../images/order.js';
 import { predict } from '../train/evaluate.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
-import { trainedHeadInputs, trainedHeadOn } from './trained-head.js';
 
 export interface ExportCsvParams {
   to: string;
@@ -25,7 +27,12 @@ export const exportCsvStep = defineStep<ExportCsvParams>({
   type: 'export.csv',
   version: 1,
   description: 'Writes the test images\' predictions as a CSV `id,label` sorted by numeric id (Kaggle format), optionally with class probabilities.',
-  inputs: trainedHeadInputs,
+  inputs: {
+    train: { description: 'the head.train stage', kind: trainedHeadKind.name },
+    features: { description: 'the features.extract stage', kind: featuresKind.name },
+    dataset: { description: 'the images.dataset stage', kind: datasetManifestKind.name },
+  },
+  produces: predictionsKind.name,
   paramsSchema: {
     type: 'object',
     additionalProperties: false,
@@ -38,7 +45,8 @@ export const exportCsvStep = defineStep<ExportCsvParams>({
   },
   async run(ctx, params, inputs) {
     const to = ctx.outputPath(params.to);
-    const { head, split: test } = await trainedHeadOn(inputs, 'test');
+    const head = await readHead(inputs.train!);
+    const test = await readSplitFeatures(inputs.features!, inputs.dataset!, 'test');
     if (!test.images.length) throw new StepFailure('there are no test images: give the dataset a test folder');
     const { labels, probabilities } = await predict(head.weights, test.features);
     const C = head.classes.length;
@@ -50,9 +58,9 @@ export const exportCsvStep = defineStep<ExportCsvParams>({
       const probs = params.probabilities ? Array.from(probabilities.subarray(i * C, (i + 1) * C), (p) => p.toFixed(6)) : [];
       lines.push([test.images[i]!.id ?? path.basename(test.images[i]!.path), label, ...probs].map(csvField).join(','));
     }
-    await writeFile(path.join(ctx.outDir, 'predictions.csv'), `${lines.join('\n')}\n`);
+    const file = await writePredictions(ctx.outDir, `${lines.join('\n')}\n`);
     const counts = head.classes.map((c, k) => `${c} ${labels.filter((l) => l === k).length}`).join(', ');
     ctx.log(`${order.length} predictions (${counts})`);
-    return { value: { rows: order.length }, metrics: { rows: order.length }, publish: [{ file: 'predictions.csv', to }] };
+    return { value: { rows: order.length }, metrics: { rows: order.length }, publish: [{ file, to }] };
   },
 });

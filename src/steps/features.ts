@@ -2,8 +2,11 @@
 // done once. Results are committed in chunks keyed by (feature model, transform,
 // image content), shared across fingerprints: a killed run resumes from the
 // last chunk, and adding images computes only the new ones.
-import { readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
+import { datasetManifestKind, readDatasetManifest } from '../artifacts/dataset-manifest.js';
+import { featureModelKind, featureModelPath, featureModelValue } from '../artifacts/feature-model.js';
+import { type FeatureRows, featuresKind, writeFeatures } from '../artifacts/features.js';
+import { readTransform, transformKind } from '../artifacts/transform.js';
+import { decodeFeatureChunk, encodeFeatureChunk } from '../features/chunks.js';
 import { extractFeatures } from '../features/extract.js';
 import { loadImageTensorInto } from '../images/preprocess.js';
 import { createRng, deriveSeed } from '../images/random.js';
@@ -12,10 +15,7 @@ import { canonicalJson, sha256 } from '../runner/fingerprint.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep, type Json, type StepContext } from '../runner/step.js';
 import type { DatasetImage } from '../images/dataset.js';
-import { type DatasetManifest, MANIFEST_FILE } from './dataset.js';
 import { resolveDevice } from './device.js';
-import type { FreezeValue } from './freeze.js';
-import { decodeFeatureChunk, encodeFeatureChunk, FEATURES_FILE, ROWS_FILE, type FeatureRows } from './feature-table.js';
 
 export interface FeaturesParams {
   /** Extra feature vectors per training image, each from a randomly augmented view. */
@@ -36,10 +36,11 @@ export const featuresStep = defineStep<FeaturesParams>({
   version: VERSION,
   description: "Runs the frozen backbone once over every image (train, validation, test) and caches the feature vectors; resumable, and only new images are computed.",
   inputs: {
-    dataset: { description: 'the images.dataset stage' },
-    transform: { description: 'the images.transform stage' },
-    model: { description: 'the backbone.freeze stage' },
+    dataset: { description: 'the images.dataset stage', kind: datasetManifestKind.name },
+    transform: { description: 'the images.transform stage', kind: transformKind.name },
+    model: { description: 'the backbone.freeze stage', kind: featureModelKind.name },
   },
+  produces: featuresKind.name,
   paramsSchema: {
     type: 'object',
     additionalProperties: false,
@@ -61,10 +62,10 @@ export const featuresStep = defineStep<FeaturesParams>({
   },
 
   async run(ctx, params, inputs) {
-    const manifest = JSON.parse(await readFile(inputs.dataset!.file(MANIFEST_FILE), 'utf8')) as DatasetManifest;
-    const spec = JSON.parse(await readFile(inputs.transform!.file('transform.json'), 'utf8')) as TransformSpec;
-    const modelPath = inputs.model!.file('features.onnx');
-    const { featureWidth } = inputs.model!.value as unknown as FreezeValue;
+    const manifest = await readDatasetManifest(inputs.dataset!);
+    const spec = await readTransform(inputs.transform!);
+    const modelPath = featureModelPath(inputs.model!);
+    const { featureWidth } = featureModelValue(inputs.model!);
     const device = resolveDevice(params.device, ctx);
 
     // The scope names what a feature vector depends on: not the dataset, so
@@ -108,10 +109,9 @@ export const featuresStep = defineStep<FeaturesParams>({
     const ordered = [...plain, ...augmented];
     const matrix = new Float32Array(ordered.length * featureWidth);
     ordered.forEach((v, r) => matrix.set(known.get(v.key)!, r * featureWidth));
-    await writeFile(path.join(ctx.outDir, FEATURES_FILE), new Uint8Array(matrix.buffer));
     const rows = plain.map((v) => v.imageIndex);
     const table: FeatureRows = { width: featureWidth, rows, augmentedRows: augmented.map((v) => v.imageIndex), failed };
-    await writeFile(path.join(ctx.outDir, ROWS_FILE), JSON.stringify(table));
+    await writeFeatures(ctx.outDir, matrix, table);
     if (failed.length) {
       ctx.warn(`${failed.length} image(s) could not be decoded and were skipped:`);
       for (const f of failed.slice(0, 20)) ctx.warn(`  ${f.path}: ${f.reason}`);

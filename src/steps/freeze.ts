@@ -1,27 +1,22 @@
 // `backbone.freeze`: the backbone becomes a fixed feature extractor, its graph
 // cut before the classification head (found automatically, or at a named tensor).
-import { readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { backboneKind, backboneModelPath } from '../artifacts/backbone.js';
+import { featureModelKind, type FeatureModelValue, writeFeatureModel } from '../artifacts/feature-model.js';
 import { cutAtFeatures } from '../onnx/cut.js';
 import { StepFailure } from '../runner/errors.js';
-import { defineStep, type Json } from '../runner/step.js';
+import { defineStep } from '../runner/step.js';
 
 export interface FreezeParams {
   tensor?: string;
-}
-
-export interface FreezeValue {
-  featureName: string;
-  featureWidth: number;
-  cutAfter: string;
-  removedNodes: number;
 }
 
 export const freezeStep = defineStep<FreezeParams>({
   type: 'backbone.freeze',
   version: 1,
   description: 'Cuts the backbone before its classification head: an ONNX model whose output is the flat feature vector.',
-  inputs: { backbone: { description: 'the backbone.load stage' } },
+  inputs: { backbone: { description: 'the backbone.load stage', kind: backboneKind.name } },
+  produces: featureModelKind.name,
   paramsSchema: {
     type: 'object',
     additionalProperties: false,
@@ -30,16 +25,15 @@ export const freezeStep = defineStep<FreezeParams>({
     },
   },
   async run(ctx, params, inputs) {
-    const bytes = await readFile(inputs.backbone!.file('model.onnx'));
+    const bytes = await readFile(backboneModelPath(inputs.backbone!));
     let cut;
     try {
       cut = await cutAtFeatures(bytes, { tensor: params.tensor, source: `the ${inputs.backbone!.stage} model` });
     } catch (e) {
       throw new StepFailure((e as Error).message);
     }
-    await writeFile(path.join(ctx.outDir, 'features.onnx'), cut.bytes);
     ctx.log(`cut after ${cut.cutAfter}: ${cut.featureWidth} features, ${cut.removedNodes} head nodes removed`);
-    const value: FreezeValue = { featureName: cut.featureName, featureWidth: cut.featureWidth, cutAfter: cut.cutAfter, removedNodes: cut.removedNodes };
-    return { value: value as unknown as Json, metrics: { featureWidth: cut.featureWidth } };
+    const value: FeatureModelValue = { featureName: cut.featureName, featureWidth: cut.featureWidth, cutAfter: cut.cutAfter, removedNodes: cut.removedNodes };
+    return { value: await writeFeatureModel(ctx.outDir, cut.bytes, value), metrics: { featureWidth: cut.featureWidth } };
   },
 });

@@ -1,16 +1,14 @@
 // `head.train`: trains the head on the cached features (cross-entropy; Adam,
 // AdamW or SGD; early stopping keeping the best epoch) and prints each epoch's
 // train and validation loss and accuracy, as the classic script does.
-import { readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import { decodeHead, encodeHead } from '../train/serialize.js';
+import { datasetManifestKind } from '../artifacts/dataset-manifest.js';
+import { featuresKind, readFeatureTable, splitFeatures } from '../artifacts/features.js';
+import { headKind, readHead, trainedHeadKind, trainingValueJson, writeHead } from '../artifacts/head.js';
 import { trainSpecSchema, type TrainSpec } from '../train/spec.js';
 import { train } from '../train/train.js';
 import { StepFailure } from '../runner/errors.js';
-import { defineStep, type Json } from '../runner/step.js';
+import { defineStep } from '../runner/step.js';
 import { type DeviceChoice, resolveDevice } from './device.js';
-import { readFeatureTable, splitFeatures } from './feature-table.js';
-import { HEAD_FILE } from './head.js';
 import { withoutIds } from './schema.js';
 
 type TrainParams = Omit<TrainSpec, 'device'> & { device: DeviceChoice };
@@ -23,10 +21,11 @@ export const trainStep = defineStep<TrainParams>({
   version: 1,
   description: 'Trains the head on the cached features; prints train and validation loss and accuracy per epoch; keeps the best epoch.',
   inputs: {
-    head: { description: 'the head.define stage' },
-    features: { description: 'the features.extract stage' },
-    dataset: { description: 'the images.dataset stage' },
+    head: { description: 'the head.define stage', kind: headKind.name },
+    features: { description: 'the features.extract stage', kind: featuresKind.name },
+    dataset: { description: 'the images.dataset stage', kind: datasetManifestKind.name },
   },
+  produces: trainedHeadKind.name,
   paramsSchema: (() => {
     const schema = withoutIds(trainSpecSchema) as { properties: Record<string, unknown> };
     return {
@@ -39,7 +38,7 @@ export const trainStep = defineStep<TrainParams>({
   })(),
 
   async run(ctx, params, inputs) {
-    const head = decodeHead(await readFile(inputs.head!.file(HEAD_FILE)));
+    const head = await readHead(inputs.head!);
     const table = await readFeatureTable(inputs.features!, inputs.dataset!);
     const trainSplit = splitFeatures(table, 'train', { augmented: true });
     const valSplit = splitFeatures(table, 'val');
@@ -69,20 +68,17 @@ export const trainStep = defineStep<TrainParams>({
       throw new StepFailure((e as Error).message);
     }
     ctx.log(`engine ${result.engine} on ${result.device} (${result.engineReason}); best epoch ${result.bestEpoch}${result.stoppedEarly ? ', stopped early' : ''}`);
-    await writeFile(
-      path.join(ctx.outDir, HEAD_FILE),
-      encodeHead({ spec: head.spec, classes: head.classes, weights: result.weights, metadata: { bestEpoch: result.bestEpoch } }),
-    );
+    await writeHead(ctx.outDir, { spec: head.spec, classes: head.classes, weights: result.weights, metadata: { bestEpoch: result.bestEpoch } });
     const best = result.history[result.bestEpoch - 1]!;
     return {
-      value: {
+      value: trainingValueJson({
         history: result.history,
         bestEpoch: result.bestEpoch,
         stoppedEarly: result.stoppedEarly,
         classes: head.classes,
         engine: result.engine,
         device: result.device,
-      } as unknown as Json,
+      }),
       metrics: { bestEpoch: result.bestEpoch, trainLoss: best.trainLoss, trainAccuracy: best.trainAccuracy, valLoss: best.valLoss, valAccuracy: best.valAccuracy },
     };
   },

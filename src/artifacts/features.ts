@@ -1,12 +1,17 @@
-// The features artifact (a float32 matrix, one row per usable image in
-// manifest order) and the chunk format its resumable computation commits.
-import { readFile } from 'node:fs/promises';
-import type { Artifact } from '../runner/step.js';
+// `features` (features.extract): a float32 matrix, one row per usable image
+// in manifest order, then the augmented training views; read together with
+// the dataset manifest the rows point into.
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { DatasetImage, Split } from '../images/dataset.js';
-import { type DatasetManifest, MANIFEST_FILE } from './dataset.js';
+import type { Artifact } from '../runner/step.js';
+import { type DatasetManifest, readDatasetManifest } from './dataset-manifest.js';
+import { defineKind } from './kind.js';
 
-export const FEATURES_FILE = 'features.f32';
-export const ROWS_FILE = 'rows.json';
+export const featuresKind = defineKind('features', 'cached feature vectors');
+
+const FEATURES_FILE = 'features.f32';
+const ROWS_FILE = 'rows.json';
 
 export interface FeatureRows {
   width: number;
@@ -18,34 +23,9 @@ export interface FeatureRows {
   failed: { path: string; reason: string }[];
 }
 
-/** A chunk: [count u32][width u32] then, per image, its 32-byte sha256 and `width` float32 values. */
-export function encodeFeatureChunk(entries: [string, Float32Array][], width: number): Uint8Array {
-  const recordBytes = 32 + width * 4;
-  const out = Buffer.alloc(8 + entries.length * recordBytes);
-  out.writeUInt32LE(entries.length, 0);
-  out.writeUInt32LE(width, 4);
-  entries.forEach(([hash, row], i) => {
-    const at = 8 + i * recordBytes;
-    Buffer.from(hash, 'hex').copy(out, at);
-    Buffer.from(row.buffer, row.byteOffset, row.byteLength).copy(out, at + 32);
-  });
-  return out;
-}
-
-/** The entries of a chunk, or undefined if it was written for another feature width. */
-export function decodeFeatureChunk(chunk: Buffer, width: number): Map<string, Float32Array> | undefined {
-  if (chunk.length < 8) return undefined;
-  const count = chunk.readUInt32LE(0);
-  const recordBytes = 32 + width * 4;
-  if (chunk.readUInt32LE(4) !== width || chunk.length !== 8 + count * recordBytes) return undefined;
-  const out = new Map<string, Float32Array>();
-  for (let i = 0; i < count; i++) {
-    const at = 8 + i * recordBytes;
-    const row = new Float32Array(width);
-    Buffer.from(row.buffer).set(chunk.subarray(at + 32, at + recordBytes));
-    out.set(chunk.toString('hex', at, at + 32), row);
-  }
-  return out;
+export async function writeFeatures(outDir: string, matrix: Float32Array, rows: FeatureRows): Promise<void> {
+  await writeFile(path.join(outDir, FEATURES_FILE), new Uint8Array(matrix.buffer, matrix.byteOffset, matrix.byteLength));
+  await writeFile(path.join(outDir, ROWS_FILE), JSON.stringify(rows));
 }
 
 export interface FeatureTable {
@@ -57,7 +37,7 @@ export interface FeatureTable {
 }
 
 export async function readFeatureTable(features: Artifact, dataset: Artifact): Promise<FeatureTable> {
-  const manifest = JSON.parse(await readFile(dataset.file(MANIFEST_FILE), 'utf8')) as DatasetManifest;
+  const manifest = await readDatasetManifest(dataset);
   const { width, rows, augmentedRows = [] } = JSON.parse(await readFile(features.file(ROWS_FILE), 'utf8')) as FeatureRows;
   const bytes = await readFile(features.file(FEATURES_FILE));
   const matrix = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
@@ -84,4 +64,9 @@ export function splitFeatures(table: FeatureTable, split: Split, options: { augm
     labels[i] = image.label ?? -1;
   });
   return { images: picked.map((p) => p.image), features, labels };
+}
+
+/** One split's feature vectors and labels, read from a features artifact and its dataset. */
+export async function readSplitFeatures(features: Artifact, dataset: Artifact, split: Split): Promise<SplitFeatures> {
+  return splitFeatures(await readFeatureTable(features, dataset), split);
 }

@@ -1,0 +1,34 @@
+// `dataset-manifest` (images.dataset): every image with its content hash,
+// label, id and split, plus what was skipped and why.
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { DatasetScan } from '../images/dataset.js';
+import type { Artifact, Json } from '../runner/step.js';
+import { defineKind } from './kind.js';
+
+export const datasetManifestKind = defineKind('dataset-manifest', 'a dataset manifest');
+
+export const MANIFEST_FILE = 'manifest.json';
+
+/** The manifest file's content. */
+export type DatasetManifest = Pick<DatasetScan, 'classes' | 'images' | 'counts' | 'validation' | 'skipped' | 'ignored' | 'warnings'>;
+
+/** The artifact's small JSON value (kept in the run record). */
+export interface DatasetValue {
+  classes: string[];
+  counts: { train: number; val: number; test: number };
+  validation: DatasetScan['validation'];
+  skipped: { path: string; reason: string }[];
+  ignored: DatasetScan['ignored'];
+}
+
+export async function writeDatasetManifest(outDir: string, manifest: DatasetManifest): Promise<void> {
+  await writeFile(path.join(outDir, MANIFEST_FILE), JSON.stringify(manifest));
+}
+
+export async function readDatasetManifest(artifact: Artifact): Promise<DatasetManifest> {
+  return JSON.parse(await readFile(artifact.file(MANIFEST_FILE), 'utf8')) as DatasetManifest;
+}
+
+export const datasetValue = (artifact: Artifact): DatasetValue => artifact.value as unknown as DatasetValue;
+export const datasetValueJson = (value: DatasetValue): Json => value as unknown as Json;
