@@ -3,7 +3,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { DatasetScan } from '../images/dataset.js';
-import type { Artifact, Json } from '../runner/step.js';
+import type { Artifact, Json, UpstreamPreview } from '../runner/step.js';
 import { defineKind } from './kind.js';
 
 export const datasetManifestKind = defineKind('dataset-manifest', 'a dataset manifest');
@@ -20,6 +20,22 @@ export interface DatasetValue {
   validation: DatasetScan['validation'];
   skipped: { path: string; reason: string }[];
   ignored: DatasetScan['ignored'];
+}
+
+/** What a dataset manifest is known to hold before it is made (its producer's `preview`). */
+export interface DatasetPreview {
+  /** false when the parameters hold no validation images out (no validation folder or manifest, valFraction 0). */
+  hasValidationSplit: boolean;
+}
+
+export const datasetPreviewJson = (preview: DatasetPreview): Json => preview as unknown as Json;
+
+/** The preview of an upstream dataset manifest, when its producer gives one. */
+export function datasetPreview(upstream: UpstreamPreview): DatasetPreview | undefined {
+  const p = upstream.preview;
+  return upstream.kind === datasetManifestKind.name && p && typeof p === 'object' && !Array.isArray(p) && typeof p.hasValidationSplit === 'boolean'
+    ? { hasValidationSplit: p.hasValidationSplit }
+    : undefined;
 }
 
 export async function writeDatasetManifest(outDir: string, manifest: DatasetManifest): Promise<void> {

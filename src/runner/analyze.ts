@@ -5,11 +5,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Diagnostic, closest, didYouMean } from './diagnostic.js';
-import { PipelineInvalid } from './errors.js';
+import { errorMessage, PipelineInvalid } from './errors.js';
 import { type LoadedSource, type Locations, type Pointer, pointer } from './load.js';
 import { structureOnly } from './pipeline-schema.js';
 import { builtins, isModuleReference, loadUserStep } from './registry.js';
-import type { Json, JsonSchema, Step } from './step.js';
+import type { Json, JsonSchema, ParamProblem, Step, UpstreamPreview } from './step.js';
 import { checkDeclaredKinds, checkWiring } from './wiring.js';
 
 export interface Stage {
@@ -87,6 +87,7 @@ export async function analyze(source: LoadedSource): Promise<Pipeline> {
   const stageNames = Object.keys(stagesValue);
 
   const stages: Stage[] = [];
+  const validParams = new Set<string>();
   for (const [name, raw] of Object.entries(stagesValue)) {
     if (!raw || typeof raw !== 'object' || typeof raw.uses !== 'string') continue;
     const at = pointer('stages', name);
@@ -107,9 +108,10 @@ export async function analyze(source: LoadedSource): Promise<Pipeline> {
     if (!validate(params)) {
       // An `if` error only repeats what its `then` branch already reported.
       for (const e of validate.errors ?? []) if (e.keyword !== 'if') diagnostics.push(toDiagnostic(e, `${at}/with`, locations, `stage "${name}"`));
-    }
+    } else validParams.add(name);
     stages.push({ name, uses: raw.uses, step, params, inputs });
   }
+  checkParams(stages, validParams, locations, diagnostics);
 
   checkWiring(stages, locations, diagnostics, [...builtins.values()]);
   const ordered = orderStages(stages, locations, diagnostics);
@@ -124,6 +126,44 @@ export async function analyze(source: LoadedSource): Promise<Pipeline> {
     stages: ordered,
     source,
   };
+}
+
+/**
+ * Each step's own rules (`check`) on parameters its schema accepted, with what
+ * its upstream stages' parameters promise (`preview`), before anything runs.
+ */
+function checkParams(stages: Stage[], validParams: ReadonlySet<string>, locations: Locations, diagnostics: Diagnostic[]): void {
+  const byName = new Map(stages.map((s) => [s.name, s]));
+  const previewOf = (s: Stage): Json | undefined => {
+    if (!s.step.preview || !validParams.has(s.name)) return undefined;
+    try {
+      return s.step.preview(s.params);
+    } catch {
+      return undefined;
+    }
+  };
+  for (const stage of stages) {
+    if (!stage.step.check || !validParams.has(stage.name)) continue;
+    const upstream: { [input: string]: UpstreamPreview } = {};
+    for (const [input, producer] of Object.entries(stage.inputs)) {
+      const p = byName.get(producer);
+      if (!p) continue;
+      const preview = previewOf(p);
+      upstream[input] = { stage: p.name, ...(p.step.produces ? { kind: p.step.produces } : {}), ...(preview !== undefined ? { preview } : {}) };
+    }
+    const at = pointer('stages', stage.name);
+    let problems: ParamProblem[];
+    try {
+      problems = stage.step.check(stage.params, upstream);
+    } catch (e) {
+      diagnostics.push(locations.diagnostic(`${at}/uses`, `The check of step "${stage.uses}" failed unexpectedly: ${errorMessage(e)}`));
+      continue;
+    }
+    for (const problem of problems) {
+      const where = problem.at ? `${at}/with/${problem.at.split('/').map((k) => k.replace(/~/g, '~0')).join('/')}` : `${at}/uses`;
+      diagnostics.push(locations.diagnostic(where, `Stage "${stage.name}": ${problem.message}`));
+    }
+  }
 }
 
 function dedupe(ds: Diagnostic[]): Diagnostic[] {

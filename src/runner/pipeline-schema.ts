@@ -11,7 +11,8 @@ export function withStepRules(schema: JsonSchema, steps: readonly Step[]): JsonS
   const copy = structuredClone(schema) as { definitions: { stage: StageSchema } };
   copy.definitions.stage.allOf = steps.map((step) => ({
     if: { properties: { uses: { const: step.type } }, required: ['uses'] },
-    then: { properties: { with: { description: step.description, ...allowReferences(step.paramsSchema) } } },
+    // As plain JSON: a TypeBox schema also carries symbol keys, which the file cannot hold.
+    then: { properties: { with: { description: step.description, ...allowReferences(JSON.parse(JSON.stringify(step.paramsSchema)) as JsonSchema) } } },
   }));
   return copy as unknown as JsonSchema;
 }

@@ -29,6 +29,17 @@ export interface Step<P = any> {
    */
   produces?: string;
   /**
+   * Rules between parameters that a JSON Schema cannot state (and rules
+   * against what the upstream stages will produce), checked at analysis so
+   * `tlpipe validate` reports them at their line before anything runs.
+   */
+  check?(params: P, inputs: { [name: string]: UpstreamPreview }): ParamProblem[];
+  /**
+   * What this stage's artifact is known to be from its parameters alone (for
+   * its consumers' `check`), e.g. a dataset's `{hasValidationSplit: false}`.
+   */
+  preview?(params: P): Json;
+  /**
    * What the result depends on besides parameters and input artifacts (content
    * hashes of files it reads, a model's hash...). Runs before the stage, also
    * for `status`; it goes into the stage's fingerprint.
@@ -42,6 +53,23 @@ export interface InputPort {
   /** The artifact kind (or kinds) accepted; none: any artifact. */
   kind?: string | readonly string[];
   optional?: boolean;
+}
+
+/**
+ * A problem `check` finds, with the parameter it is about (a key of `with:`,
+ * or a path below it, `augment/scale`): analysis reports it at that line, or
+ * at the stage when the key is not written in the file.
+ */
+export interface ParamProblem {
+  at?: string;
+  message: string;
+}
+
+/** An input's producer as analysis knows it: its stage, the kind it declares, its `preview`. */
+export interface UpstreamPreview {
+  stage: string;
+  kind?: string;
+  preview?: Json;
 }
 
 export interface PlanContext {

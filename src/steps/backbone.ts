@@ -1,37 +1,30 @@
 // `backbone.load`: the pretrained model, by catalogue name, path or URL,
 // verified and described (its image input and outputs).
+import { Type } from '@sinclair/typebox';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { backboneKind, type BackboneValue, backboneValueJson, writeBackboneModel } from '../artifacts/backbone.js';
 import { expectedSha256, parseModelReference, resolveModel } from '../models/resolve.js';
 import { describeModel } from '../onnx/inspect.js';
+import { defineParams, type Static } from '../params/define.js';
 import { parseModel } from '../onnx/model.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
 
-export interface BackboneParams {
-  model: string;
-  sha256?: string;
-}
+const paramsSchema = defineParams({
+  model: Type.String({
+    minLength: 1,
+    description: 'Catalogue name (e.g. mobilenetv2-12-int8, resnet50-v1-12), a path to an .onnx file, or an https URL.',
+  }),
+  sha256: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'Required with a URL: the file is verified against it.' })),
+});
 
-export const backboneStep = defineStep<BackboneParams>({
+export const backboneStep = defineStep<Static<typeof paramsSchema>>({
   type: 'backbone.load',
   version: 1,
   produces: backboneKind.name,
   description: 'Loads a pretrained ONNX image classifier: a catalogue name, a local .onnx path, or a URL with its sha256.',
-  paramsSchema: {
-    type: 'object',
-    additionalProperties: false,
-    required: ['model'],
-    properties: {
-      model: {
-        type: 'string',
-        minLength: 1,
-        description: 'Catalogue name (e.g. mobilenetv2-12-int8, resnet50-v1-12), a path to an .onnx file, or an https URL.',
-      },
-      sha256: { type: 'string', pattern: '^[0-9a-fA-F]{64}$', description: 'Required with a URL: the file is verified against it.' },
-    },
-  },
+  paramsSchema,
 
   async dependencies(params, ctx) {
     const ref = parseModelReference(params.model, params.sha256, ctx.projectDir);

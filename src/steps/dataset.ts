@@ -3,8 +3,9 @@
 // follows the data's content, not its timestamps. Unreadable images are
 // skipped, counted and listed, never silently.
 import path from 'node:path';
-import { datasetManifestKind, type DatasetManifest, datasetValueJson, MANIFEST_FILE, writeDatasetManifest } from '../artifacts/dataset-manifest.js';
+import { datasetManifestKind, type DatasetManifest, datasetPreviewJson, datasetValueJson, MANIFEST_FILE, writeDatasetManifest } from '../artifacts/dataset-manifest.js';
 import { DatasetError, datasetSpecSchema, resolveDatasetSpec, scanDataset, type DatasetScan, type DatasetSpec } from '../images/dataset.js';
+import { DEFAULT_VAL_FRACTION } from '../images/dataset-spec.js';
 import type { ImageCheck } from '../images/validate.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
@@ -20,6 +21,11 @@ export const datasetStep = defineStep<DatasetSpec>({
   produces: datasetManifestKind.name,
   description: 'Image folders (Kaggle file-name labels, one folder per class) or a CSV manifest; stratified validation split; corrupt images skipped and listed.',
   paramsSchema: withoutIds(datasetSpecSchema),
+
+  preview(params) {
+    const heldOut = params.layout === 'csv' ? params.valManifest !== undefined : params.val !== undefined;
+    return datasetPreviewJson({ hasValidationSplit: heldOut || (params.valFraction ?? DEFAULT_VAL_FRACTION) > 0 });
+  },
 
   async dependencies(params, ctx) {
     let spec;

@@ -4,11 +4,16 @@ import { datasetManifestKind } from '../artifacts/dataset-manifest.js';
 import { evaluationKind, type EvaluationValue, writeEvaluation } from '../artifacts/evaluation.js';
 import { featuresKind, readSplitFeatures } from '../artifacts/features.js';
 import { readHead, trainedHeadKind } from '../artifacts/head.js';
+import { defineParams, type Static, StringEnum } from '../params/define.js';
 import { evaluate, predict } from '../train/evaluate.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
 
-export const evaluateStep = defineStep<{ split: 'val' | 'train' }>({
+const paramsSchema = defineParams({
+  split: StringEnum(['val', 'train'], { default: 'val', description: 'The split to evaluate on.' }),
+});
+
+export const evaluateStep = defineStep<Static<typeof paramsSchema>>({
   type: 'head.evaluate',
   version: 1,
   description: 'Accuracy, loss, per-class precision, recall and F1, and the confusion matrix on the validation split.',
@@ -18,11 +23,7 @@ export const evaluateStep = defineStep<{ split: 'val' | 'train' }>({
     dataset: { description: 'the images.dataset stage', kind: datasetManifestKind.name },
   },
   produces: evaluationKind.name,
-  paramsSchema: {
-    type: 'object',
-    additionalProperties: false,
-    properties: { split: { enum: ['val', 'train'], default: 'val', description: 'The split to evaluate on.' } },
-  },
+  paramsSchema,
   async run(ctx, params, inputs) {
     const head = await readHead(inputs.train!);
     const split = await readSplitFeatures(inputs.features!, inputs.dataset!, params.split);

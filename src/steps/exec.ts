@@ -2,55 +2,46 @@
 // stage asks for one), with declared dependencies and outputs, cached like any
 // other stage. Declared outputs are stored in the artifact and restored to
 // their places when the stage is cached.
+import { Type } from '@sinclair/typebox';
 import { execa } from 'execa';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { commandOutputKind, storedOutputPath } from '../artifacts/command-output.js';
+import { defineParams, type Static } from '../params/define.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
 import { listFiles } from '../runner/store.js';
 
-export interface ExecParams {
-  command?: string[];
-  shell?: string;
-  deps: string[];
-  outs: string[];
-  env: Record<string, string>;
-  cwd?: string;
-  timeout?: number;
-}
-
-const TAIL = 4000;
-const tail = (s: string) => (s.length > TAIL ? `...${s.slice(-TAIL)}` : s);
-
-export const execStep = defineStep<ExecParams>({
-  type: 'exec',
-  version: 1,
-  description: 'Runs a command with declared dependencies (files or folders it reads) and outputs (files or folders it writes).',
-  inputs: { any: true },
-  produces: commandOutputKind.name,
-  paramsSchema: {
-    type: 'object',
-    additionalProperties: false,
-    properties: {
-      command: {
-        description: 'The program and its arguments, run without a shell.',
-        type: 'array',
-        minItems: 1,
-        items: { type: ['string', 'number'] },
-      },
-      shell: { description: 'A command line run by /bin/sh, for pipes and redirections. Use instead of `command`.', type: 'string', minLength: 1 },
-      deps: { description: 'Files or folders the command reads (their contents are part of the fingerprint).', type: 'array', items: { type: 'string' }, default: [] },
-      outs: { description: 'Files or folders the command writes, inside the project.', type: 'array', items: { type: 'string' }, default: [] },
-      env: { description: 'Extra environment variables.', type: 'object', additionalProperties: { type: 'string' }, default: {} },
-      cwd: { description: 'Working folder, relative to the project (default: the project).', type: 'string' },
-      timeout: { description: 'Seconds before the command is stopped.', type: 'number', exclusiveMinimum: 0, maximum: 604800 },
-    },
+const paramsSchema = defineParams(
+  {
+    command: Type.Optional(
+      Type.Array(Type.Unsafe<string | number>({ type: ['string', 'number'] }), { description: 'The program and its arguments, run without a shell.', minItems: 1 }),
+    ),
+    shell: Type.Optional(Type.String({ description: 'A command line run by /bin/sh, for pipes and redirections. Use instead of `command`.', minLength: 1 })),
+    deps: Type.Array(Type.String(), { description: 'Files or folders the command reads (their contents are part of the fingerprint).', default: [] }),
+    outs: Type.Array(Type.String(), { description: 'Files or folders the command writes, inside the project.', default: [] }),
+    env: Type.Unsafe<Record<string, string>>({ description: 'Extra environment variables.', type: 'object', additionalProperties: { type: 'string' }, default: {} }),
+    cwd: Type.Optional(Type.String({ description: 'Working folder, relative to the project (default: the project).' })),
+    timeout: Type.Optional(Type.Number({ description: 'Seconds before the command is stopped.', exclusiveMinimum: 0, maximum: 604800 })),
+  },
+  {
     // Exactly one of `command` and `shell`.
     if: { not: { required: ['shell'] } },
     then: { required: ['command'] },
     dependencies: { shell: { not: { required: ['command'] } } },
   },
+);
+
+const TAIL = 4000;
+const tail = (s: string) => (s.length > TAIL ? `...${s.slice(-TAIL)}` : s);
+
+export const execStep = defineStep<Static<typeof paramsSchema>>({
+  type: 'exec',
+  version: 1,
+  description: 'Runs a command with declared dependencies (files or folders it reads) and outputs (files or folders it writes).',
+  inputs: { any: true },
+  produces: commandOutputKind.name,
+  paramsSchema,
 
   async dependencies(params, ctx) {
     const deps: Record<string, string> = {};

@@ -1,21 +1,23 @@
 // `export.csv`: predictions for the test images as `id,label` sorted by numeric
 // id (the Kaggle submission format), optionally with class probabilities.
 // The runner publishes the file atomically to `to`.
+import { Type } from '@sinclair/typebox';
 import path from 'node:path';
 import { datasetManifestKind } from '../artifacts/dataset-manifest.js';
 import { featuresKind, readSplitFeatures } from '../artifacts/features.js';
 import { readHead, trainedHeadKind } from '../artifacts/head.js';
 import { predictionsKind, writePredictions } from '../artifacts/predictions.js';
 import { compareIds } from '../images/order.js';
+import { defineParams, type Static, StringEnum } from '../params/define.js';
 import { predict } from '../train/evaluate.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
 
-export interface ExportCsvParams {
-  to: string;
-  label: 'index' | 'name';
-  probabilities: boolean;
-}
+const paramsSchema = defineParams({
+  to: Type.String({ minLength: 1, description: 'Where to write the CSV, inside the project.' }),
+  label: StringEnum(['index', 'name'], { default: 'index', description: "'index': the class number (cat 0, dog 1); 'name': the class name." }),
+  probabilities: Type.Boolean({ default: false, description: 'Add one probability column per class.' }),
+});
 
 /** RFC 4180 quoting, only where needed. */
 const csvField = (v: string | number) => {
@@ -23,7 +25,7 @@ const csvField = (v: string | number) => {
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 };
 
-export const exportCsvStep = defineStep<ExportCsvParams>({
+export const exportCsvStep = defineStep<Static<typeof paramsSchema>>({
   type: 'export.csv',
   version: 1,
   description: 'Writes the test images\' predictions as a CSV `id,label` sorted by numeric id (Kaggle format), optionally with class probabilities.',
@@ -33,16 +35,7 @@ export const exportCsvStep = defineStep<ExportCsvParams>({
     dataset: { description: 'the images.dataset stage', kind: datasetManifestKind.name },
   },
   produces: predictionsKind.name,
-  paramsSchema: {
-    type: 'object',
-    additionalProperties: false,
-    required: ['to'],
-    properties: {
-      to: { type: 'string', minLength: 1, description: 'Where to write the CSV, inside the project.' },
-      label: { enum: ['index', 'name'], default: 'index', description: "'index': the class number (cat 0, dog 1); 'name': the class name." },
-      probabilities: { type: 'boolean', default: false, description: 'Add one probability column per class.' },
-    },
-  },
+  paramsSchema,
   async run(ctx, params, inputs) {
     const to = ctx.outputPath(params.to);
     const head = await readHead(inputs.train!);

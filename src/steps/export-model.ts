@@ -1,16 +1,22 @@
 // `export.model`: one ONNX file, the frozen backbone and the trained head
 // merged with a softmax output, carrying its label names and preprocessing,
 // so `tlpipe predict` (or any ONNX runtime) can use it alone.
+import { Type } from '@sinclair/typebox';
 import { readFile } from 'node:fs/promises';
 import { exportedModelKind, TRANSFORM_METADATA_KEY, writeExportedModel } from '../artifacts/exported-model.js';
 import { featureModelKind, featureModelPath } from '../artifacts/feature-model.js';
 import { readHead, trainedHeadKind } from '../artifacts/head.js';
 import { readTransformText, transformKind } from '../artifacts/transform.js';
 import { mergeBackboneAndHead } from '../onnx/merge.js';
+import { defineParams, type Static } from '../params/define.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
 
-export const exportModelStep = defineStep<{ to: string }>({
+const paramsSchema = defineParams({
+  to: Type.String({ minLength: 1, description: 'Where to write the .onnx file, inside the project.' }),
+});
+
+export const exportModelStep = defineStep<Static<typeof paramsSchema>>({
   type: 'export.model',
   version: 1,
   description: 'Writes one ONNX model: backbone and trained head merged, softmax output, with its label names and preprocessing.',
@@ -20,12 +26,7 @@ export const exportModelStep = defineStep<{ to: string }>({
     transform: { description: 'the images.transform stage', kind: transformKind.name },
   },
   produces: exportedModelKind.name,
-  paramsSchema: {
-    type: 'object',
-    additionalProperties: false,
-    required: ['to'],
-    properties: { to: { type: 'string', minLength: 1, description: 'Where to write the .onnx file, inside the project.' } },
-  },
+  paramsSchema,
   async run(ctx, params, inputs) {
     const to = ctx.outputPath(params.to);
     const head = await readHead(inputs.train!);

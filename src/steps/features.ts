@@ -2,13 +2,15 @@
 // done once. Results are committed in chunks keyed by (feature model, transform,
 // image content), shared across fingerprints: a killed run resumes from the
 // last chunk, and adding images computes only the new ones.
+import { Type } from '@sinclair/typebox';
 import { datasetManifestKind, readDatasetManifest } from '../artifacts/dataset-manifest.js';
 import { featureModelKind, featureModelPath, featureModelValue } from '../artifacts/feature-model.js';
 import { type FeatureRows, featuresKind, writeFeatures } from '../artifacts/features.js';
 import { readTransform, transformKind } from '../artifacts/transform.js';
 import { decodeFeatureChunk, encodeFeatureChunk } from '../features/chunks.js';
-import { extractFeatures } from '../features/extract.js';
+import { DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE, extractFeatures } from '../features/extract.js';
 import { loadImageTensorInto } from '../images/preprocess.js';
+import { defineParams, type Static, StringEnum } from '../params/define.js';
 import { createRng, deriveSeed } from '../images/random.js';
 import type { TransformSpec } from '../images/transform-spec.js';
 import { canonicalJson, sha256 } from '../runner/fingerprint.js';
@@ -17,17 +19,29 @@ import { defineStep, type Json, type StepContext } from '../runner/step.js';
 import type { DatasetImage } from '../images/dataset.js';
 import { resolveDevice } from './device.js';
 
-export interface FeaturesParams {
-  /** Extra feature vectors per training image, each from a randomly augmented view. */
-  augmentedCopies: number;
-  augmentSeed: number;
-  batchSize?: number;
-  /** Images per committed chunk: the most work a kill can lose. */
-  chunkSize: number;
-  device: 'auto' | 'cpu' | 'cuda';
-  intraOpThreads?: number;
-  loadConcurrency?: number;
-}
+const paramsSchema = defineParams({
+  augmentedCopies: Type.Integer({
+    minimum: 0,
+    maximum: 64,
+    default: 0,
+    description:
+      "Extra feature vectors per training image, each from a view augmented as the transform stage's `augment` says (the head trains on all of them; evaluation uses the plain view).",
+  }),
+  augmentSeed: Type.Integer({ minimum: 0, maximum: 4294967295, default: 0, description: 'Seed of the augmented views.' }),
+  // No schema default: the batch size follows the model and the device (see the description).
+  batchSize: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: 4096,
+      description: `Images per inference call (default: the model's fixed batch size when it has one, else ${DEFAULT_BATCH_SIZE} on the CPU and ${DEFAULT_CUDA_BATCH_SIZE} with CUDA).`,
+    }),
+  ),
+  chunkSize: Type.Integer({ minimum: 1, maximum: 1000000, default: 256, description: 'Images per committed chunk: the most work an interruption can lose.' }),
+  device: StringEnum(['auto', 'cpu', 'cuda'], { default: 'auto', description: "'cuda' needs onnxruntime-node's CUDA provider (see README); 'auto' falls back to CPU." }),
+  intraOpThreads: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'onnxruntime threads (default: all cores).' })),
+  loadConcurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'Images decoded at once (default: cores + 1).' })),
+});
+type FeaturesParams = Static<typeof paramsSchema>;
 
 const VERSION = 1;
 
@@ -41,25 +55,7 @@ export const featuresStep = defineStep<FeaturesParams>({
     model: { description: 'the backbone.freeze stage', kind: featureModelKind.name },
   },
   produces: featuresKind.name,
-  paramsSchema: {
-    type: 'object',
-    additionalProperties: false,
-    properties: {
-      augmentedCopies: {
-        type: 'integer',
-        minimum: 0,
-        maximum: 64,
-        default: 0,
-        description: "Extra feature vectors per training image, each from a view augmented as the transform stage's `augment` says (the head trains on all of them; evaluation uses the plain view).",
-      },
-      augmentSeed: { type: 'integer', minimum: 0, maximum: 4294967295, default: 0, description: 'Seed of the augmented views.' },
-      batchSize: { type: 'integer', minimum: 1, maximum: 4096, description: 'Images per inference call (default 32).' },
-      chunkSize: { type: 'integer', minimum: 1, maximum: 1000000, default: 256, description: 'Images per committed chunk: the most work an interruption can lose.' },
-      device: { enum: ['auto', 'cpu', 'cuda'], default: 'auto', description: "'cuda' needs onnxruntime-node's CUDA provider (see README); 'auto' falls back to CPU." },
-      intraOpThreads: { type: 'integer', minimum: 1, maximum: 1024, description: 'onnxruntime threads (default: all cores).' },
-      loadConcurrency: { type: 'integer', minimum: 1, maximum: 1024, description: 'Images decoded at once (default: cores + 1).' },
-    },
-  },
+  paramsSchema,
 
   async run(ctx, params, inputs) {
     const manifest = await readDatasetManifest(inputs.dataset!);

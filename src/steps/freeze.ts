@@ -1,29 +1,25 @@
 // `backbone.freeze`: the backbone becomes a fixed feature extractor, its graph
 // cut before the classification head (found automatically, or at a named tensor).
+import { Type } from '@sinclair/typebox';
 import { readFile } from 'node:fs/promises';
 import { backboneKind, backboneModelPath } from '../artifacts/backbone.js';
 import { featureModelKind, type FeatureModelValue, writeFeatureModel } from '../artifacts/feature-model.js';
 import { cutAtFeatures } from '../onnx/cut.js';
+import { defineParams, type Static } from '../params/define.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
 
-export interface FreezeParams {
-  tensor?: string;
-}
+const paramsSchema = defineParams({
+  tensor: Type.Optional(Type.String({ minLength: 1, description: 'Cut at this tensor instead of before the detected head.' })),
+});
 
-export const freezeStep = defineStep<FreezeParams>({
+export const freezeStep = defineStep<Static<typeof paramsSchema>>({
   type: 'backbone.freeze',
   version: 1,
   description: 'Cuts the backbone before its classification head: an ONNX model whose output is the flat feature vector.',
   inputs: { backbone: { description: 'the backbone.load stage', kind: backboneKind.name } },
   produces: featureModelKind.name,
-  paramsSchema: {
-    type: 'object',
-    additionalProperties: false,
-    properties: {
-      tensor: { type: 'string', minLength: 1, description: 'Cut at this tensor instead of before the detected head.' },
-    },
-  },
+  paramsSchema,
   async run(ctx, params, inputs) {
     const bytes = await readFile(backboneModelPath(inputs.backbone!));
     let cut;

@@ -4,11 +4,11 @@
 import { datasetManifestKind, datasetValue } from '../artifacts/dataset-manifest.js';
 import { featureModelKind, featureModelValue } from '../artifacts/feature-model.js';
 import { headKind, writeHead } from '../artifacts/head.js';
-import { headSpecSchema, initHead, type HeadSpec } from '../train/head.js';
+import { type HeadParams, headSpecOf, headSpecSchema, initHead } from '../train/head.js';
 import { defineStep } from '../runner/step.js';
 import { withoutIds } from './schema.js';
 
-export const headStep = defineStep<HeadSpec>({
+export const headStep = defineStep<HeadParams>({
   type: 'head.define',
   version: 1,
   description: 'Declares the new classification head (linear, or an MLP with ReLU and dropout) and initialises it from a seed.',
@@ -21,10 +21,11 @@ export const headStep = defineStep<HeadSpec>({
   async run(ctx, params, inputs) {
     const { classes } = datasetValue(inputs.dataset!);
     const { featureWidth } = featureModelValue(inputs.model!);
-    const weights = initHead(params, featureWidth, classes.length);
-    await writeHead(ctx.outDir, { spec: params, classes, weights });
-    const shape = [featureWidth, ...(params.kind === 'mlp' ? params.hidden : []), classes.length].join(' → ');
-    ctx.log(`${params.kind} head ${shape}`);
-    return { value: { kind: params.kind, shape, classes } };
+    const spec = headSpecOf(params);
+    const weights = initHead(spec, featureWidth, classes.length);
+    await writeHead(ctx.outDir, { spec, classes, weights });
+    const shape = [featureWidth, ...(spec.kind === 'mlp' ? spec.hidden : []), classes.length].join(' → ');
+    ctx.log(`${spec.kind} head ${shape}`);
+    return { value: { kind: spec.kind, shape, classes } };
   },
 });

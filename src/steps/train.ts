@@ -1,17 +1,24 @@
 // `head.train`: trains the head on the cached features (cross-entropy; Adam,
 // AdamW or SGD; early stopping keeping the best epoch) and prints each epoch's
 // train and validation loss and accuracy, as the classic script does.
-import { datasetManifestKind } from '../artifacts/dataset-manifest.js';
+import { datasetManifestKind, datasetPreview } from '../artifacts/dataset-manifest.js';
 import { featuresKind, readFeatureTable, splitFeatures } from '../artifacts/features.js';
 import { headKind, readHead, trainedHeadKind, trainingValueJson, writeHead } from '../artifacts/head.js';
-import { trainSpecSchema, type TrainSpec } from '../train/spec.js';
+import { defineParams, type Static, StringEnum } from '../params/define.js';
+import { trainSpecProblems, trainSpecProperties, trainSpecSchema } from '../train/spec.js';
 import { train } from '../train/train.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
-import { type DeviceChoice, resolveDevice } from './device.js';
-import { withoutIds } from './schema.js';
+import { resolveDevice } from './device.js';
 
-type TrainParams = Omit<TrainSpec, 'device'> & { device: DeviceChoice };
+const paramsSchema = defineParams({
+  ...trainSpecProperties,
+  device: StringEnum(['auto', 'cpu', 'cuda'], {
+    default: 'auto',
+    description: "'cuda' runs the ONNX training graph on the CUDA provider (see README); 'auto' falls back to the CPU.",
+  }),
+}, { title: trainSpecSchema.title, description: trainSpecSchema.description });
+type TrainParams = Static<typeof paramsSchema>;
 
 const pct = (x: number | null) => (x === null ? '-' : `${(100 * x).toFixed(2)}%`);
 const num = (x: number | null) => (x === null ? '-' : x.toFixed(4));
@@ -26,16 +33,22 @@ export const trainStep = defineStep<TrainParams>({
     dataset: { description: 'the images.dataset stage', kind: datasetManifestKind.name },
   },
   produces: trainedHeadKind.name,
-  paramsSchema: (() => {
-    const schema = withoutIds(trainSpecSchema) as { properties: Record<string, unknown> };
-    return {
-      ...schema,
-      properties: {
-        ...schema.properties,
-        device: { enum: ['auto', 'cpu', 'cuda'], default: 'auto', description: "'cuda' runs the ONNX training graph on the CUDA provider (see README); 'auto' falls back to the CPU." },
-      },
-    };
-  })(),
+  paramsSchema,
+
+  check(params, inputs) {
+    const problems = trainSpecProblems(params);
+    if (params.device === 'cuda' && params.engine === 'typescript') {
+      problems.push({ at: 'device', message: "device 'cuda' needs engine 'onnx' (or 'auto'): the typescript engine runs on the CPU only." });
+    }
+    const dataset = inputs.dataset;
+    if (params.patience !== null && dataset && datasetPreview(dataset)?.hasValidationSplit === false) {
+      problems.push({
+        at: 'patience',
+        message: `patience (early stopping) needs a validation split, but stage "${dataset.stage}" holds none out: give it valFraction above 0 or a validation folder, or set patience: null.`,
+      });
+    }
+    return problems;
+  },
 
   async run(ctx, params, inputs) {
     const head = await readHead(inputs.head!);

@@ -1,5 +1,7 @@
 // The classification head that replaces the backbone's classifier: its
 // definition (linear or a small MLP), its weights, and their initialisation.
+import { Type } from '@sinclair/typebox';
+import { defineParams, type Static, StringEnum } from '../params/define.js';
 import { Prng } from './prng.js';
 
 export type HeadSpec =
@@ -22,46 +24,53 @@ export interface HeadWeights {
 export const MAX_HIDDEN_LAYERS = 8;
 export const MAX_LAYER_WIDTH = 65536;
 
-/** JSON Schema of a head definition (the "replace head" step's parameters). */
-export const headSpecSchema = {
-  $id: 'tlpipe:head',
-  title: 'Classification head',
-  description:
-    'The new head trained on the frozen backbone features: a single linear layer, or an MLP (Linear → ReLU → Dropout, repeated, then Linear).',
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    kind: {
-      enum: ['linear', 'mlp'],
+/** The head definition (the head.define step's parameters): its JSON Schema, its parameter type and its defaults. */
+export const headSpecSchema = defineParams(
+  {
+    kind: StringEnum(['linear', 'mlp'], {
       default: 'linear',
       description: "'linear': one Linear(features, classes) layer. 'mlp': hidden layers with ReLU and dropout before the final Linear.",
-    },
-    hidden: {
-      type: 'array',
-      items: { type: 'integer', minimum: 1, maximum: MAX_LAYER_WIDTH },
+    }),
+    hidden: Type.Array(Type.Integer({ minimum: 1, maximum: MAX_LAYER_WIDTH }), {
       maxItems: MAX_HIDDEN_LAYERS,
       default: [],
-      description: "Widths of the hidden layers, in order (mlp only), e.g. [512].",
-    },
-    dropout: {
-      type: 'number',
+      description: 'Widths of the hidden layers, in order (mlp only), e.g. [512].',
+    }),
+    dropout: Type.Number({
       minimum: 0,
       maximum: 0.95,
       default: 0,
       description: 'Probability of zeroing each hidden activation while training (mlp only); 0 disables dropout.',
-    },
-    seed: {
-      type: 'integer',
+    }),
+    seed: Type.Integer({
       minimum: 0,
       maximum: 4294967295,
       default: 0,
       description: 'Seed of the initial weights: the same seed gives the same weights.',
-    },
+    }),
   },
-  if: { properties: { kind: { const: 'mlp' } }, required: ['kind'] },
-  then: { required: ['hidden'], properties: { hidden: { type: 'array', minItems: 1 } } },
-  else: { properties: { hidden: { type: 'array', maxItems: 0 }, dropout: { type: 'number', const: 0 } } },
-} as const;
+  {
+    $id: 'tlpipe:head',
+    title: 'Classification head',
+    description:
+      'The new head trained on the frozen backbone features: a single linear layer, or an MLP (Linear → ReLU → Dropout, repeated, then Linear).',
+    if: { properties: { kind: { const: 'mlp' } }, required: ['kind'] },
+    then: { required: ['hidden'], properties: { hidden: { type: 'array', minItems: 1 } } },
+    else: { properties: { hidden: { type: 'array', maxItems: 0 }, dropout: { type: 'number', const: 0 } } },
+  },
+);
+
+/** The parameters as analysis hands them over: every field set. */
+export type HeadParams = Static<typeof headSpecSchema>;
+
+/**
+ * The parameters as a HeadSpec. The schema's if/then/else makes a linear
+ * head's `hidden` empty and its dropout 0; every key is kept, so the spec
+ * recorded in the head file is the parameters as written.
+ */
+export function headSpecOf(params: HeadParams): HeadSpec {
+  return params.kind === 'mlp' ? { ...params, kind: 'mlp' } : { ...params, kind: 'linear' };
+}
 
 /** Layer widths from input to output: [inFeatures, ...hidden, classes]. */
 export function layerWidths(spec: HeadSpec, inFeatures: number, classes: number): number[] {
@@ -96,15 +105,11 @@ export function initHead(spec: HeadSpec, inFeatures: number, classes: number): H
   return { layers };
 }
 
+/** The head against the data it is for; the spec's own fields were checked by its schema at analysis. */
 export function checkHeadShape(spec: HeadSpec, inFeatures: number, classes: number): void {
   if (!Number.isInteger(inFeatures) || inFeatures < 1) throw new RangeError(`feature width must be a positive integer, got ${inFeatures}`);
   if (!Number.isInteger(classes) || classes < 2) throw new RangeError(`a classifier needs at least 2 classes, got ${classes}`);
-  if (spec.kind === 'mlp') {
-    if (spec.hidden.length === 0) throw new RangeError("an 'mlp' head needs at least one hidden layer");
-    for (const h of spec.hidden)
-      if (!Number.isInteger(h) || h < 1) throw new RangeError(`hidden layer widths must be positive integers, got ${h}`);
-    if (!(spec.dropout >= 0 && spec.dropout < 1)) throw new RangeError(`dropout must be in [0, 1), got ${spec.dropout}`);
-  }
+  if (spec.kind === 'mlp' && spec.hidden.length === 0) throw new RangeError("an 'mlp' head needs at least one hidden layer");
 }
 
 /** Checks that weights chain correctly (each layer's input is the previous layer's output). */

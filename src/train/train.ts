@@ -7,7 +7,7 @@ import { chooseEngine } from './engine-choice.js';
 import { checkHeadShape, checkWeights, dropoutOf, initHead, layerWidths, type HeadSpec, type HeadWeights } from './head.js';
 import { OnnxEngine } from './onnx.js';
 import { Prng } from './prng.js';
-import { learningRate, parseTrainSpec, SpecError, type Device, type TrainSpec } from './spec.js';
+import { learningRate, SpecError, withTrainDefaults, type Device, type TrainSpec } from './spec.js';
 import { TypeScriptEngine } from './typescript.js';
 
 /** What each epoch reports (the runner prints these, as the classic script prints loss and accuracy). */
@@ -30,7 +30,10 @@ export interface EpochMetrics {
 export interface TrainOptions {
   data: TrainData;
   head: HeadSpec;
-  /** Training parameters; validated against trainSpecSchema, defaults filled in. */
+  /**
+   * Training parameters, valid against trainSpecSchema (analysis checks a pipeline's;
+   * direct callers use parseTrainSpec); missing ones take their defaults.
+   */
   spec?: Partial<TrainSpec>;
   /** Starting weights (e.g. from the "replace head" step); default: initHead(head, …). */
   initialWeights?: HeadWeights;
@@ -82,7 +85,7 @@ function batchWeight(split: FeatureSplit, rows: Int32Array, classWeights: Float6
 }
 
 export async function train(options: TrainOptions): Promise<TrainResult> {
-  const spec = parseTrainSpec(options.spec ?? {});
+  const spec = withTrainDefaults(options.spec);
   const data = normaliseData(options.data);
   const { featureWidth, classes } = data;
   checkHeadShape(options.head, featureWidth, classes);
