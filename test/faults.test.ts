@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { writeDataCases, vectorModel } from './support/faults-data.js';
+import { carryTrials, deviceTrials } from './support/faults-device.js';
 import {
   type CliRun,
   type KillSignal,
@@ -1124,6 +1125,11 @@ describe('bad data: broken, hostile and unusual images, folders and models', { s
       await server.close();
     }
   });
+});
+
+describe('the CUDA device and carrying files to a GPU machine in parts', () => {
+  test("device 'cuda' without a provider, device 'auto' with one that cannot load", { skip: needsFixtures, timeout: 300_000 }, deviceTrials);
+  test('a damaged, rotted or missing part is named and nothing is extracted', { timeout: 120_000 }, carryTrials);
 });
 
 // ── the verdict ──────────────────────────────────────────────────────────

@@ -29,7 +29,7 @@ export const FEATURE_TOLERANCE = 2e-2;
 /** Largest validation-accuracy difference allowed, in percentage points. */
 export const ACCURACY_POINTS = 0.5;
 /** The message `device: auto` logs when it falls back (src/steps/device.ts). */
-export const FALLBACK_MESSAGE = /device auto: the CUDA provider of onnxruntime-node is not installed, running on the CPU/;
+export const FALLBACK_MESSAGE = /device auto: the CUDA provider of onnxruntime-node is (not installed|installed but cannot run here \(.*\)), running on the CPU/;
 
 interface Job {
   label: string;

@@ -2,6 +2,7 @@
 // sees when the CUDA execution provider is asked for but not installed.
 import type { InferenceSession } from 'onnxruntime-node';
 import { CUDA_INSTALL_COMMAND } from '../onnx/cuda-install.js';
+import { StepFailure } from '../runner/errors.js';
 
 export type Device = 'cpu' | 'cuda';
 
@@ -29,8 +30,8 @@ export function sessionOptions(settings: SessionSettings): InferenceSession.Sess
   };
 }
 
-/** Why the CUDA provider failed to load, and how to install it. */
-export class CudaProviderError extends Error {
+/** Why the CUDA provider failed to load, and how to install it: the user's to fix, so a step failure. */
+export class CudaProviderError extends StepFailure {
   constructor(modelLabel: string, cause: unknown) {
     const detail = cause instanceof Error ? cause.message : String(cause);
     super(
@@ -41,8 +42,8 @@ export class CudaProviderError extends Error {
         `network access, an NVIDIA driver, CUDA 12 and cuDNN 9):\n` +
         `  ${CUDA_INSTALL_COMMAND}\n` +
         `Or run on the CPU (device: 'cpu').`,
-      { cause },
     );
+    this.cause = cause;
     this.name = 'CudaProviderError';
   }
 }

@@ -62,7 +62,7 @@ export const featuresStep = defineStep<FeaturesParams>({
     const spec = await readTransform(inputs.transform!);
     const modelPath = featureModelPath(inputs.model!);
     const { featureWidth } = featureModelValue(inputs.model!);
-    const device = resolveDevice(params.device, ctx);
+    const device = await resolveDevice(params.device, ctx);
 
     // The scope names what a feature vector depends on: not the dataset, so
     // that vectors survive adding or removing images.

@@ -56,7 +56,7 @@ export const trainStep = defineStep<TrainParams>({
     const trainSplit = splitFeatures(table, 'train', { augmented: true });
     const valSplit = splitFeatures(table, 'val');
     if (!trainSplit.images.length) throw new StepFailure('there are no training images with features: check the dataset stage');
-    const device = resolveDevice(params.device, ctx);
+    const device = await resolveDevice(params.device, ctx);
     ctx.log(`${trainSplit.images.length} training and ${valSplit.images.length} validation feature vectors of width ${table.width}`);
     let result;
     try {

@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { CUDA_INSTALL_COMMAND } from '../onnx/cuda-install.js';
+import { StepFailure } from '../runner/errors.js';
 import type { FeatureSplit } from './data.js';
 import { EVAL_CHUNK_ROWS, type EngineSetup, type EvalOutput, type StepInput, type StepOutput, type TrainEngine } from './engine.js';
 import { buildEvalGraph, buildTrainGraph, io, parameterNames, scalarInputNames, stateNames, type GraphDtype } from './graph.js';
@@ -23,10 +24,11 @@ export const CUDA_UNAVAILABLE_MESSAGE =
   "Otherwise use device 'cpu'.";
 
 /** Thrown when device 'cuda' is asked for but onnxruntime cannot use CUDA; `cause` holds onnxruntime's own error. */
-export class CudaUnavailableError extends Error {
+export class CudaUnavailableError extends StepFailure {
   override name = 'CudaUnavailableError';
   constructor(cause: unknown) {
-    super(CUDA_UNAVAILABLE_MESSAGE, { cause });
+    super(CUDA_UNAVAILABLE_MESSAGE);
+    this.cause = cause;
   }
 }
 
