@@ -7,7 +7,7 @@ import os from 'node:os';
 import ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { DEFAULT_BATCH_SIZE, extractFeatures, planThreads } from '../src/features/index.js';
-import { sessionOptions } from '../src/features/session-options.js';
+import { sessionOptions } from '../src/onnx/runtime.js';
 import { LoaderPool } from '../src/features/loader-pool.js';
 import type { LoaderModule } from '../src/features/loader-protocol.js';
 import { createLoader, type ImageNetLoaderOptions } from './imagenet-loader.js';

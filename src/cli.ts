@@ -33,6 +33,7 @@ Options for run and status:
   --dry-run         Show the plan without running (same as status)
   --jobs N          Stages run at once (default 2)
   --json            Print one machine-readable summary on stdout
+  --verbose         Show the stack of an unexpected error (a bug) in a stage
   --cache-dir DIR   Artifact store (default: .tlpipe/ in the project;
                     or TLPIPE_CACHE_DIR)
 
@@ -46,6 +47,7 @@ const options = {
   only: { type: 'string' },
   'dry-run': { type: 'boolean' },
   json: { type: 'boolean' },
+  verbose: { type: 'boolean' },
   jobs: { type: 'string' },
   'cache-dir': { type: 'string' },
   'keep-last': { type: 'string' },

@@ -12,6 +12,7 @@ import type { RunEvent } from './runner/events.js';
 import { collectGarbage } from './runner/gc.js';
 import { findProjectDir } from './runner/analyze.js';
 import { cacheDirFor, loadPipeline, openSession, planRun, runPipeline } from './runner/run.js';
+import { describeFailure } from './runner/outcome.js';
 import { type RunRecord, RunRecords } from './runner/runs.js';
 import { builtins } from './runner/registry.js';
 import type { InputPort } from './runner/step.js';
@@ -28,6 +29,7 @@ export interface CommandContext {
     only?: string;
     'dry-run'?: boolean;
     json?: boolean;
+    verbose?: boolean;
     jobs?: string;
     'cache-dir'?: string;
     'keep-last'?: string;
@@ -146,7 +148,7 @@ const run: Command = async (ctx) => {
       });
       await reporter.close();
       records.push(record);
-      if (!ctx.values.json) printRunEnd(record, pipeline);
+      if (!ctx.values.json) printRunEnd(record, pipeline, ctx.values.verbose === true);
       await writeRunReport(record, undefined, { projectDir: pipeline.projectDir });
       if (record.status === 'interrupted') {
         say(`Interrupted. Finished stages and committed chunks are kept; resume with:\n  tlpipe run ${[path.relative(process.cwd(), pipeline.file), ...sets.map((s) => `--set ${s}`)].join(' ')}`);
@@ -172,7 +174,7 @@ const run: Command = async (ctx) => {
   return exit;
 };
 
-function printRunEnd(record: RunRecord, pipeline: Pipeline): void {
+function printRunEnd(record: RunRecord, pipeline: Pipeline, verbose: boolean): void {
   const counts = (['ran', 'cached', 'failed', 'skipped'] as const)
     .map((s) => [s, record.stages.filter((x) => x.status === s).length] as const)
     .filter(([, n]) => n > 0)
@@ -180,7 +182,7 @@ function printRunEnd(record: RunRecord, pipeline: Pipeline): void {
   const took = Date.parse(record.finishedAt) - Date.parse(record.startedAt);
   const metrics = formatMetrics(record);
   if (metrics) print(metrics);
-  for (const s of record.stages.filter((x) => x.status === 'failed')) print(`✖ ${s.name} failed: ${s.error}`);
+  for (const s of record.stages.filter((x) => x.status === 'failed')) print(`✖ ${s.name} failed: ${s.failure ? describeFailure(s.failure, verbose) : s.error}`);
   for (const o of record.outputs) print(`wrote ${path.relative(process.cwd(), path.resolve(pipeline.projectDir, o))}`);
   print(`run ${record.id} ${record.status} in ${formatDuration(took)}: ${counts.join(', ')}`);
 }

@@ -8,13 +8,13 @@ import ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { buildModel } from '../src/onnx/builder.js';
 import {
-  CudaProviderError,
   extractFeatures,
   planThreads,
   readModelInfo,
   type ExtractOptions,
   type FeatureBatch,
 } from '../src/features/index.js';
+import { CudaUnavailableError } from '../src/onnx/runtime.js';
 import { fixture, needsFixtures } from './support/fixtures.js';
 import { removeDir, tempDir } from './support/tmp.js';
 
@@ -310,7 +310,7 @@ describe('extractFeatures', () => {
       () => assert.fail('expected the CUDA session to fail on a machine without the CUDA provider'),
       (e: unknown) => e,
     );
-    assert.ok(err instanceof CudaProviderError, String(err));
+    assert.ok(err instanceof CudaUnavailableError, String(err));
     assert.match(err.message, /CUDA execution provider is not installed/);
     assert.match(err.message, /ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --ignore-scripts=false/);
   });

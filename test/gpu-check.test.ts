@@ -9,7 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { execa } from 'execa';
 import { relativeDifferences } from '../bench/gpu/check.js';
-import { cudaProviderInstalled } from '../src/train/onnx.js';
+import { cudaProviderInstalled } from '../src/onnx/runtime.js';
 import { needsFixtures, repoRoot } from './support/fixtures.js';
 import { tempDir } from './support/tmp.js';
 

@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import type { BrowserContext } from 'playwright-core';
 import sharp from 'sharp';
-import type { StageOutcome } from '../src/runner/executor.js';
+import type { StageOutcome } from '../src/runner/outcome.js';
 import { RUN_FORMAT, type RunRecord, RunRecords } from '../src/runner/runs.js';
 import { openSession } from '../src/runner/run.js';
 import type { Json } from '../src/runner/step.js';

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { buildModel } from '../../src/onnx/builder.js';
-import { createSession, cudaProviderInstalled } from '../../src/train/onnx.js';
+import { createSession, cudaProviderInstalled } from '../../src/onnx/runtime.js';
 import * as ort from 'onnxruntime-node';
 
 const appRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -28,7 +28,7 @@ const bin = path.join(appRoot, 'dist', 'src', 'bin.cjs');
 export const FEATURE_TOLERANCE = 2e-2;
 /** Largest validation-accuracy difference allowed, in percentage points. */
 export const ACCURACY_POINTS = 0.5;
-/** The message `device: auto` logs when it falls back (src/steps/device.ts). */
+/** The message `device: auto` logs when it falls back (src/onnx/runtime.ts). */
 export const FALLBACK_MESSAGE = /device auto: the CUDA provider of onnxruntime-node is (not installed|installed but cannot run here \(.*\)), running on the CPU/;
 
 interface Job {
@@ -289,7 +289,7 @@ async function gpu(fixtures: string, work: string, backbones: Backbone[]): Promi
       initializers: [{ name: 'W', type: 'float32', dims: [3, 2], data: Float32Array.of(1, 2, 3, 4, 5, 6) }],
       nodes: [{ op: 'MatMul', inputs: ['x', 'W'], outputs: ['y'] }],
     });
-    const session = await createSession(model, { device: 'cuda' });
+    const session = await createSession(model, { device: 'cuda', quiet: true }, 'the CUDA check model');
     const y = (await session.run({ x: new ort.Tensor('float32', Float32Array.of(1, 0, 0, 0, 1, 1), [2, 3]) })).y!.data as Float32Array;
     await session.release();
     if ([...y].join() !== '1,2,8,10') throw new Error(`a 2×3 by 3×2 MatMul on CUDA gave ${[...y].join()}, expected 1,2,8,10`);

@@ -10,7 +10,7 @@ import { abortReason, raceAbort, Semaphore } from './async-primitives.js';
 import { InferencePool } from './inference-pool.js';
 import { LoaderPool, type LoaderModule } from './loader-pool.js';
 import { fixedImageShape, modelLabel } from './model-info.js';
-import type { Device } from './session-options.js';
+import type { Device } from '../onnx/runtime.js';
 import { currentUvThreadpoolSize, planThreads } from './threads.js';
 import type { ModelInfo, TensorInfo } from './worker-protocol.js';
 

@@ -7,5 +7,3 @@ export { readModelInfo } from './model-info.js';
 export type { ModelInfo, TensorInfo } from './model-info.js';
 export { planThreads, currentUvThreadpoolSize } from './threads.js';
 export type { ThreadPlan } from './threads.js';
-export { CudaProviderError } from './session-options.js';
-export type { Device } from './session-options.js';

@@ -1,7 +1,7 @@
 // Main-thread side of the inference workers: starts them, hands each batch to
 // the least busy one (buffers transferred, not copied) and shuts them down.
 import { Worker } from 'node:worker_threads';
-import { CudaProviderError, type SessionSettings } from './session-options.js';
+import { CudaUnavailableError, type SessionSettings } from '../onnx/runtime.js';
 import type { InitRequest, ModelInfo, RunRequest, WorkerReply } from './worker-protocol.js';
 
 export interface InferenceResult {
@@ -43,7 +43,7 @@ class InferenceWorker {
           break;
         case 'init-failed': {
           const err = msg.cuda
-            ? new CudaProviderError(modelLabel, new Error(msg.message))
+            ? new CudaUnavailableError(`the model ${modelLabel}`, new Error(msg.message))
             : new Error(`Could not load the model ${modelLabel} into onnxruntime: ${msg.message}`);
           this.#fail(err);
           readyReject(err);

@@ -3,7 +3,7 @@
 // schedule image decoding for the next batch.
 import { parentPort } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
-import { sessionOptions } from './session-options.js';
+import { createSession, CudaUnavailableError } from '../onnx/runtime.js';
 import type { InitRequest, ModelInfo, RunRequest, TensorInfo, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 if (!parentPort) throw new Error('inference-worker.js must be started as a worker thread');
@@ -19,16 +19,13 @@ function describe(values: readonly ort.InferenceSession.ValueMetadata[]): Tensor
 }
 
 async function init(req: InitRequest): Promise<void> {
-  const options = sessionOptions(req.settings);
   try {
-    // Two calls because the overloads take a path or bytes, not a union of both.
-    session =
-      typeof req.model === 'string'
-        ? await ort.InferenceSession.create(req.model, options)
-        : await ort.InferenceSession.create(req.model, options);
+    session = await createSession(req.model, req.settings, `the model ${req.modelLabel}`);
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    reply({ kind: 'init-failed', message, cuda: req.settings.device === 'cuda' });
+    // Errors do not cross threads: send onnxruntime's own message, and whether it is the CUDA provider's.
+    const cuda = err instanceof CudaUnavailableError;
+    const cause = cuda ? err.cause : err;
+    reply({ kind: 'init-failed', message: cause instanceof Error ? cause.message : String(cause), cuda });
     return;
   }
   const info: ModelInfo = { inputs: describe(session.inputMetadata), outputs: describe(session.outputMetadata) };

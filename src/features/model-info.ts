@@ -1,7 +1,7 @@
 // Reads a model's input and output names, types and shapes from an onnxruntime
 // session (its inputMetadata/outputMetadata), so callers need not guess them.
 import { InferencePool } from './inference-pool.js';
-import type { Device } from './session-options.js';
+import type { Device } from '../onnx/runtime.js';
 import type { ModelInfo, TensorInfo } from './worker-protocol.js';
 
 export type { ModelInfo, TensorInfo };

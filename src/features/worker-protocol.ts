@@ -1,6 +1,6 @@
 // Messages between the extractor (main thread) and an inference worker.
 // Batch buffers travel as transferred ArrayBuffers, never copied.
-import type { SessionSettings } from './session-options.js';
+import type { SessionSettings } from '../onnx/runtime.js';
 
 /** One tensor input or output as the session describes it. */
 export interface TensorInfo {

@@ -1,6 +1,7 @@
 // Labels taken from file names (the Kaggle layout), declared as data:
 // either "the first class name the file name contains", or a regular
 // expression whose capture group is the class name.
+import { ExpectedFailure } from '../failure.js';
 
 export interface ContainsLabelRule {
   type: 'contains';
@@ -29,8 +30,9 @@ export type LabelRule = ContainsLabelRule | RegexLabelRule;
 /** Kaggle "Dogs vs. Cats": a name containing "cat" is class 0 (cat), any other is class 1 (dog). */
 export const CATS_VS_DOGS_RULE: ContainsLabelRule = { type: 'contains', classes: ['cat', 'dog'], otherwise: 'dog' };
 
-export class LabelRuleError extends Error {
+export class LabelRuleError extends ExpectedFailure {
   override name = 'LabelRuleError';
+  readonly reason = 'parameters';
 }
 
 export interface CompiledLabelRule {

@@ -2,6 +2,7 @@
 // tensor, its JSON Schema, and the resolution of defaults against a model's
 // declared input. The defaults reproduce torchvision's ordinary evaluation
 // preprocessing: Resize(256), CenterCrop(224), ToTensor, Normalize(ImageNet).
+import { ExpectedFailure } from '../failure.js';
 
 export type TensorLayout = 'NCHW' | 'NHWC';
 
@@ -89,8 +90,9 @@ export const DEFAULT_CROP = 224;
 export const CROP_FRACTION = 0.875;
 export const DEFAULT_RANDOM_RESIZED_CROP: RandomResizedCropSpec = { scale: [0.08, 1], ratio: [3 / 4, 4 / 3] };
 
-export class TransformSpecError extends Error {
+export class TransformSpecError extends ExpectedFailure {
   override name = 'TransformSpecError';
+  readonly reason = 'parameters';
 }
 
 const sizeSchema = (what: string) => ({

@@ -1,10 +1,12 @@
 // The built-in catalogue of pretrained backbones: ImageNet classifiers of the
 // ONNX Model Zoo, with what is needed to download, verify and feed them.
+import { ExpectedFailure } from '../failure.js';
 import { didYouMean } from './names.js';
 
 /** A name that is not in the catalogue. */
-export class CatalogueError extends Error {
+export class CatalogueError extends ExpectedFailure {
   override name = 'CatalogueError';
+  readonly reason = 'model';
 }
 
 const ZOO_BASE = 'https://github.com/onnx/models/raw/main/validated/vision/classification/';

@@ -92,8 +92,8 @@ async function probeFeatureWidth(bytes: Uint8Array, image: ImageInput, featureNa
   let session: InferenceSession | undefined;
   try {
     // Loaded only here: most cuts never need the runtime.
-    const ort = await import('onnxruntime-node');
-    session = await ort.InferenceSession.create(bytes);
+    const [ort, runtime] = await Promise.all([import('onnxruntime-node'), import('./runtime.js')]);
+    session = await runtime.createSession(bytes, { device: 'cpu' }, where);
     const input = new ort.Tensor('float32', new Float32Array(dims.reduce((a, b) => a * b, 1)), dims);
     const result = await session.run({ [image.name]: input });
     const output = result[featureName]!;

@@ -3,6 +3,7 @@
 // view does not model (doc strings, training info, functions, quantization
 // annotations...) is written back byte for byte. Elements are replaced, not
 // mutated: build new ones with makeNode / makeInitializer / makeValueInfo.
+import { ExpectedFailure } from '../failure.js';
 import { readFile } from 'node:fs/promises';
 import {
   type Field,
@@ -28,8 +29,9 @@ import {
 } from './builder.js';
 
 /** A file that is not a usable ONNX model, with a message that says what to do. */
-export class OnnxModelError extends Error {
+export class OnnxModelError extends ExpectedFailure {
   override name = 'OnnxModelError';
+  readonly reason = 'model';
 }
 
 /** A dimension: a fixed size, a symbolic name (dynamic), or null (unknown). */

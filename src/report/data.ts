@@ -5,7 +5,7 @@
 import { evaluationFromRecord, evaluationKind, type Evaluation as EvaluationValues, type Mistake } from '../artifacts/evaluation.js';
 import { trainedHeadKind, trainingFromRecord, type Training as TrainingValues } from '../artifacts/head.js';
 import { num } from '../artifacts/record-json.js';
-import type { StageOutcome } from '../runner/executor.js';
+import type { StageOutcome } from '../runner/outcome.js';
 import type { RunRecord } from '../runner/runs.js';
 
 /** Misclassified images a report shows (and makes thumbnails for), per run. */

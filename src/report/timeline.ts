@@ -1,7 +1,7 @@
 // The stage timeline: one bar per stage, its length the stage's duration,
 // its colour what happened (ran, cached, failed, skipped). Stages may run
 // concurrently and records keep no start times, so bars share one origin.
-import type { StageOutcome } from '../runner/executor.js';
+import type { StageOutcome } from '../runner/outcome.js';
 import { formatDuration } from './format.js';
 import { html, type Markup } from './markup.js';
 

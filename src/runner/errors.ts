@@ -1,5 +1,6 @@
 // Expected failures, each with the exit code the CLI returns for it. Anything
 // else that escapes is a bug and is reported as such (exit 70).
+import { ExpectedFailure, type FailureReason } from '../failure.js';
 import { type Diagnostic, formatDiagnostics } from './diagnostic.js';
 
 export const ExitCode = {
@@ -46,12 +47,15 @@ export class StoreError extends TlpipeError {
 }
 
 /** Thrown by steps for failures the user can fix (bad data, a failing command). */
-export class StepFailure extends Error {
+export class StepFailure extends ExpectedFailure {
+  readonly reason: FailureReason;
   constructor(
     message: string,
     readonly details?: { exitCode?: number; stderrTail?: string },
+    options: { reason?: FailureReason; cause?: unknown } = {},
   ) {
-    super(message);
+    super(message, { cause: options.cause });
+    this.reason = options.reason ?? 'data';
   }
 }
 

@@ -1,8 +1,7 @@
 // What the executor tells the world while it works. Reporters (terminal,
 // plain lines, JSON) only listen to these; they never reach into the runner.
+import type { StageFailure, StageStatus } from './outcome.js';
 import type { Json } from './step.js';
-
-export type StageStatus = 'ran' | 'cached' | 'failed' | 'skipped';
 
 export type RunEvent =
   | { type: 'plan'; stages: { name: string; state: 'cached' | 'run' | 'skip'; reason: string; fingerprint: string }[] }
@@ -18,6 +17,7 @@ export type RunEvent =
       fingerprint: string;
       metrics?: { [name: string]: Json };
       error?: string;
+      failure?: StageFailure;
     }
   | { type: 'warning'; message: string };
 

@@ -4,30 +4,14 @@
 // artifact store, never through memory shared with other stages.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { describeFsError, errorMessage, ExitCode, StepFailure, StoreError } from './errors.js';
-import type { EventSink, StageStatus } from './events.js';
+import { isExpectedFailure } from '../failure.js';
+import { describeFsError, errorMessage, StepFailure, StoreError } from './errors.js';
+import { describeFailure, failureExitCode, type StageFailure, StageBug, type StageOutcome } from './outcome.js';
+import type { EventSink } from './events.js';
 import type { PathHasher } from './path-hasher.js';
 import { type Plan, type PlannedStage, planContext } from './plan.js';
-import type { Artifact, Json, StepContext, StepResult } from './step.js';
+import type { Artifact, StepContext, StepResult } from './step.js';
 import { type ArtifactEntry, type ArtifactStore, hashFile, isAlive } from './store.js';
-
-export interface StageOutcome {
-  name: string;
-  uses: string;
-  /** The artifact kind its step produces (absent for untyped user steps, and in records written before kinds). */
-  kind?: string;
-  status: StageStatus;
-  fingerprint: string;
-  reason: string;
-  durationMs: number;
-  value?: Json;
-  metrics: { [name: string]: Json };
-  /** Files published outside the store, relative to the project. */
-  outputs: string[];
-  error?: string;
-  /** 73 when the stage failed because the cache or an output could not be written (disk full...). */
-  exitCode?: number;
-}
 
 export interface ExecuteOptions {
   runId: string;
@@ -72,7 +56,7 @@ export class LocalExecutor implements Executor {
           if (failed) return this.skipped(planned, `"${failed.name}" did not finish`, options);
           const missing = results.find((r) => !artifacts.has(r.name));
           if (missing && planned.state !== 'skip') {
-            return this.failed(planned, `the artifact of "${missing.name}" is not in the cache: run without --only first`, options);
+            return this.failed(planned, { reason: 'upstream-missing', message: `the artifact of "${missing.name}" is not in the cache: run without --only first` }, options);
           }
           await slot();
           try {
@@ -101,10 +85,11 @@ export class LocalExecutor implements Executor {
     };
   }
 
-  private failed(planned: PlannedStage, error: string, options: ExecuteOptions): StageOutcome {
+  private failed(planned: PlannedStage, failure: StageFailure, options: ExecuteOptions): StageOutcome {
     const { name, uses } = planned.stage;
-    options.emit({ type: 'stage-end', stage: name, status: 'failed', durationMs: 0, fingerprint: planned.fingerprint, error });
-    return { name, uses, ...kindOf(planned), status: 'failed', fingerprint: planned.fingerprint, reason: planned.reason, durationMs: 0, metrics: {}, outputs: [], error };
+    const error = describeFailure(failure);
+    options.emit({ type: 'stage-end', stage: name, status: 'failed', durationMs: 0, fingerprint: planned.fingerprint, error, failure });
+    return { name, uses, ...kindOf(planned), status: 'failed', fingerprint: planned.fingerprint, reason: planned.reason, durationMs: 0, metrics: {}, outputs: [], error, failure };
   }
 
   private async runStage(plan: Plan, planned: PlannedStage, artifacts: Map<string, Artifact>, options: ExecuteOptions): Promise<StageOutcome> {
@@ -112,10 +97,13 @@ export class LocalExecutor implements Executor {
     const started = performance.now();
     const base = { name: stage.name, uses: stage.uses, ...kindOf(planned), fingerprint, reason: planned.reason };
     const elapsed = () => Math.round(performance.now() - started);
-    const fail = (error: string, exitCode?: number): StageOutcome => {
-      options.emit({ type: 'stage-end', stage: stage.name, status: 'failed', durationMs: elapsed(), fingerprint, error });
-      return { ...base, status: 'failed', durationMs: elapsed(), metrics: {}, outputs: [], error, ...(exitCode ? { exitCode } : {}) };
+    const fail = (failure: StageFailure): StageOutcome => {
+      const error = describeFailure(failure);
+      const exitCode = failureExitCode(failure);
+      options.emit({ type: 'stage-end', stage: stage.name, status: 'failed', durationMs: elapsed(), fingerprint, error, failure });
+      return { ...base, status: 'failed', durationMs: elapsed(), metrics: {}, outputs: [], error, failure, ...(exitCode ? { exitCode } : {}) };
     };
+    const interrupted = (): StageOutcome => fail({ reason: 'interrupted', message: 'interrupted' });
 
     if (planned.state === 'skip') {
       // --only: this stage is not run, but a selected stage may need its artifact.
@@ -144,7 +132,7 @@ export class LocalExecutor implements Executor {
       const inputs: { [name: string]: Artifact } = {};
       for (const [input, producer] of Object.entries(stage.inputs)) {
         const a = artifacts.get(producer);
-        if (!a) return fail(`the artifact of "${producer}" is not in the cache: run without --only first`);
+        if (!a) return fail({ reason: 'upstream-missing', message: `the artifact of "${producer}" is not in the cache: run without --only first` });
         inputs[input] = a;
       }
 
@@ -157,13 +145,13 @@ export class LocalExecutor implements Executor {
         try {
           result = await stage.step.run(ctx, stage.params, inputs);
         } catch (e) {
-          if (options.signal.aborted) return fail('interrupted');
-          if (e instanceof StoreError) return fail(e.message, e.exitCode);
-          if (isWriteError(e)) return fail(describeFsError(e, `stage "${stage.name}" was writing its output`), ExitCode.cantWrite);
-          if (e instanceof StepFailure) return fail(e.message);
-          const err = e as Error;
-          const where = err.stack?.split('\n').slice(1, 3).join('\n') ?? '';
-          return fail(`step "${stage.uses}" failed unexpectedly: ${errorMessage(e)}${where ? `\n${where}` : ''}`);
+          // The step boundary: every exception leaves as a failure value, once.
+          if (options.signal.aborted) return interrupted();
+          if (e instanceof StoreError) return fail({ reason: 'cant-write', message: e.message });
+          if (isWriteError(e)) return fail({ reason: 'cant-write', message: describeFsError(e, `stage "${stage.name}" was writing its output`) });
+          if (e instanceof StepFailure) return fail({ reason: e.reason, message: e.message, ...e.details });
+          if (isExpectedFailure(e)) return fail({ reason: e.reason, message: e.message });
+          return fail(new StageBug(stage.name, stage.uses, e).failure());
         }
         options.signal.throwIfAborted();
         const entry = await this.store.commit(outDir, {
@@ -179,7 +167,7 @@ export class LocalExecutor implements Executor {
         });
         const outputs = await this.publish(plan, entry);
         const found = await this.store.lookup(fingerprint, 'quick');
-        if (!found.found) return fail(`the artifact vanished right after it was written (${found.reason})`);
+        if (!found.found) return fail({ reason: 'cant-write', message: `the artifact vanished right after it was written (${found.reason})` });
         artifacts.set(stage.name, found.artifact);
         options.emit({ type: 'stage-end', stage: stage.name, status: 'ran', durationMs: elapsed(), fingerprint, metrics: entry.metrics });
         return { ...base, status: 'ran', durationMs: elapsed(), value: entry.value, metrics: entry.metrics, outputs };
@@ -188,8 +176,11 @@ export class LocalExecutor implements Executor {
         await fs.rm(tmpDir, { recursive: true, force: true });
       }
     } catch (e) {
-      if (options.signal.aborted) return fail('interrupted');
-      return fail(errorMessage(e), e instanceof StoreError ? e.exitCode : undefined);
+      // Outside the step: the store, publishing, locking.
+      if (options.signal.aborted) return interrupted();
+      if (e instanceof StoreError) return fail({ reason: 'cant-write', message: e.message });
+      if (isExpectedFailure(e)) return fail({ reason: e.reason, message: e.message });
+      return fail({ reason: 'bug', message: errorMessage(e), stack: e instanceof Error && e.stack ? e.stack : String(e) });
     } finally {
       await unlock?.();
     }
@@ -208,6 +199,7 @@ export class LocalExecutor implements Executor {
       outputPath: (p: string) => insideProject(projectDir, p),
       log: (message) => options.emit({ type: 'stage-log', stage: stage.name, level: 'info', message }),
       warn: (message) => options.emit({ type: 'stage-log', stage: stage.name, level: 'warn', message }),
+      fail: (message, failOptions) => new StepFailure(message, undefined, { cause: failOptions?.cause }),
       progress: (done, total, unit) => {
         const now = performance.now();
         if (now - lastProgress < 100 && done !== total) return; // keep terminals responsive

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from './errors.js';
-import type { StageOutcome } from './executor.js';
+import type { StageOutcome } from './outcome.js';
 import { canonicalJson, sha256 } from './fingerprint.js';
 import type { Json } from './step.js';
 import type { ArtifactStore } from './store.js';

@@ -96,6 +96,11 @@ export interface StepContext extends PlanContext {
   outputPath(p: string): string;
   log(message: string): void;
   warn(message: string): void;
+  /**
+   * An expected failure to throw (`throw ctx.fail('...')`): the stage fails with
+   * this message. Any other exception a step lets out is reported as a bug.
+   */
+  fail(message: string, options?: { cause?: unknown }): Error;
   /** Reports progress of long work; `total` may be unknown. */
   progress(done: number, total?: number, unit?: string): void;
   /**

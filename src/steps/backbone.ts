@@ -8,7 +8,6 @@ import { expectedSha256, parseModelReference, resolveModel } from '../models/res
 import { describeModel } from '../onnx/inspect.js';
 import { defineParams, type Static } from '../params/define.js';
 import { parseModel } from '../onnx/model.js';
-import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
 
 const paramsSchema = defineParams({
@@ -41,12 +40,7 @@ export const backboneStep = defineStep<Static<typeof paramsSchema>>({
       onWarning: (m) => ctx.warn(m),
     });
     const bytes = await readFile(resolved.file);
-    let description;
-    try {
-      description = describeModel(parseModel(bytes, resolved.source));
-    } catch (e) {
-      throw new StepFailure((e as Error).message);
-    }
+    const description = describeModel(parseModel(bytes, resolved.source));
     const { input } = description;
     ctx.log(`${path.basename(resolved.file)}: input ${input.name} ${input.layout} ${input.width ?? '?'}x${input.height ?? '?'}, ${description.outputs.length} output(s)`);
     await writeBackboneModel(ctx.outDir, resolved.file);

@@ -4,10 +4,9 @@
 // skipped, counted and listed, never silently.
 import path from 'node:path';
 import { datasetManifestKind, type DatasetManifest, datasetPreviewJson, datasetValueJson, MANIFEST_FILE, writeDatasetManifest } from '../artifacts/dataset-manifest.js';
-import { DatasetError, datasetSpecSchema, resolveDatasetSpec, scanDataset, type DatasetScan, type DatasetSpec } from '../images/dataset.js';
+import { datasetSpecSchema, resolveDatasetSpec, scanDataset, type DatasetScan, type DatasetSpec } from '../images/dataset.js';
 import { DEFAULT_VAL_FRACTION } from '../images/dataset-spec.js';
 import type { ImageCheck } from '../images/validate.js';
-import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
 import { withoutIds } from './schema.js';
 
@@ -28,12 +27,7 @@ export const datasetStep = defineStep<DatasetSpec>({
   },
 
   async dependencies(params, ctx) {
-    let spec;
-    try {
-      spec = resolveDatasetSpec(params, ctx.projectDir);
-    } catch (e) {
-      throw new Error((e as Error).message);
-    }
+    const spec = resolveDatasetSpec(params, ctx.projectDir);
     // Content hashes of every folder or manifest read, and where they are (the
     // manifest records absolute paths, so a moved dataset is a new one).
     const roots = spec.layout === 'csv' ? [spec.manifest, path.dirname(spec.manifest), spec.valManifest, spec.test] : [spec.train, spec.val, spec.test];
@@ -69,9 +63,6 @@ export const datasetStep = defineStep<DatasetSpec>({
           newChecks[key] = check;
         },
       });
-    } catch (e) {
-      if (e instanceof DatasetError) throw new StepFailure(e.message);
-      throw e;
     } finally {
       if (Object.keys(newChecks).length) await memo.append(Buffer.from(JSON.stringify(newChecks)));
     }

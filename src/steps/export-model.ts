@@ -9,7 +9,6 @@ import { readHead, trainedHeadKind } from '../artifacts/head.js';
 import { readTransformText, transformKind } from '../artifacts/transform.js';
 import { mergeBackboneAndHead } from '../onnx/merge.js';
 import { defineParams, type Static } from '../params/define.js';
-import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
 
 const paramsSchema = defineParams({
@@ -32,12 +31,7 @@ export const exportModelStep = defineStep<Static<typeof paramsSchema>>({
     const head = await readHead(inputs.train!);
     const backbone = await readFile(featureModelPath(inputs.model!));
     const transform = await readTransformText(inputs.transform!);
-    let merged: Uint8Array;
-    try {
-      merged = mergeBackboneAndHead(backbone, head.weights, { labels: head.classes, metadata: { [TRANSFORM_METADATA_KEY]: transform } });
-    } catch (e) {
-      throw new StepFailure((e as Error).message);
-    }
+    const merged = mergeBackboneAndHead(backbone, head.weights, { labels: head.classes, metadata: { [TRANSFORM_METADATA_KEY]: transform } });
     const file = await writeExportedModel(ctx.outDir, merged);
     ctx.log(`${(merged.length / 1e6).toFixed(1)} MB, output "probabilities" over ${head.classes.join(', ')}`);
     return { value: { labels: head.classes, bytes: merged.length }, publish: [{ file, to }] };

@@ -17,7 +17,7 @@ import { canonicalJson, sha256 } from '../runner/fingerprint.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep, type Json, type StepContext } from '../runner/step.js';
 import type { DatasetImage } from '../images/dataset.js';
-import { resolveDevice } from './device.js';
+import { resolveDevice } from '../onnx/runtime.js';
 
 const paramsSchema = defineParams({
   augmentedCopies: Type.Integer({
@@ -62,7 +62,7 @@ export const featuresStep = defineStep<FeaturesParams>({
     const spec = await readTransform(inputs.transform!);
     const modelPath = featureModelPath(inputs.model!);
     const { featureWidth } = featureModelValue(inputs.model!);
-    const device = await resolveDevice(params.device, ctx);
+    const device = await resolveDevice(params.device, (m) => ctx.log(m));
 
     // The scope names what a feature vector depends on: not the dataset, so
     // that vectors survive adding or removing images.

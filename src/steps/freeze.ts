@@ -6,7 +6,6 @@ import { backboneKind, backboneModelPath } from '../artifacts/backbone.js';
 import { featureModelKind, type FeatureModelValue, writeFeatureModel } from '../artifacts/feature-model.js';
 import { cutAtFeatures } from '../onnx/cut.js';
 import { defineParams, type Static } from '../params/define.js';
-import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
 
 const paramsSchema = defineParams({
@@ -22,12 +21,7 @@ export const freezeStep = defineStep<Static<typeof paramsSchema>>({
   paramsSchema,
   async run(ctx, params, inputs) {
     const bytes = await readFile(backboneModelPath(inputs.backbone!));
-    let cut;
-    try {
-      cut = await cutAtFeatures(bytes, { tensor: params.tensor, source: `the ${inputs.backbone!.stage} model` });
-    } catch (e) {
-      throw new StepFailure((e as Error).message);
-    }
+    const cut = await cutAtFeatures(bytes, { tensor: params.tensor, source: `the ${inputs.backbone!.stage} model` });
     ctx.log(`cut after ${cut.cutAfter}: ${cut.featureWidth} features, ${cut.removedNodes} head nodes removed`);
     const value: FeatureModelValue = { featureName: cut.featureName, featureWidth: cut.featureWidth, cutAfter: cut.cutAfter, removedNodes: cut.removedNodes };
     return { value: await writeFeatureModel(ctx.outDir, cut.bytes, value), metrics: { featureWidth: cut.featureWidth } };

@@ -9,7 +9,7 @@ import { trainSpecProblems, trainSpecProperties, trainSpecSchema } from '../trai
 import { train } from '../train/train.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
-import { resolveDevice } from './device.js';
+import { resolveDevice } from '../onnx/runtime.js';
 
 const paramsSchema = defineParams({
   ...trainSpecProperties,
@@ -56,11 +56,9 @@ export const trainStep = defineStep<TrainParams>({
     const trainSplit = splitFeatures(table, 'train', { augmented: true });
     const valSplit = splitFeatures(table, 'val');
     if (!trainSplit.images.length) throw new StepFailure('there are no training images with features: check the dataset stage');
-    const device = await resolveDevice(params.device, ctx);
+    const device = await resolveDevice(params.device, (m) => ctx.log(m));
     ctx.log(`${trainSplit.images.length} training and ${valSplit.images.length} validation feature vectors of width ${table.width}`);
-    let result;
-    try {
-      result = await train({
+    const result = await train({
         data: {
           featureWidth: table.width,
           classes: head.classes.length,
@@ -76,10 +74,6 @@ export const trainStep = defineStep<TrainParams>({
             `epoch ${m.epoch}/${params.epochs}: train loss ${num(m.trainLoss)} acc ${pct(m.trainAccuracy)} | val loss ${num(m.valLoss)} acc ${pct(m.valAccuracy)}`,
           ),
       });
-    } catch (e) {
-      if (ctx.signal.aborted) throw e;
-      throw new StepFailure((e as Error).message);
-    }
     ctx.log(`engine ${result.engine} on ${result.device} (${result.engineReason}); best epoch ${result.bestEpoch}${result.stoppedEarly ? ', stopped early' : ''}`);
     await writeHead(ctx.outDir, { spec: head.spec, classes: head.classes, weights: result.weights, metadata: { bestEpoch: result.bestEpoch } });
     const best = result.history[result.bestEpoch - 1]!;

@@ -4,7 +4,6 @@
 import { backboneKind, backboneValue } from '../artifacts/backbone.js';
 import { transformKind, writeTransform } from '../artifacts/transform.js';
 import { resolveTransform, transformSpecSchema, type TransformSpecInput } from '../images/transform-spec.js';
-import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
 
 export const transformStep = defineStep<TransformSpecInput>({
@@ -21,12 +20,7 @@ export const transformStep = defineStep<TransformSpecInput>({
       ...(pre ? { mean: pre.mean as [number, number, number], std: pre.std as [number, number, number] } : {}),
       ...params,
     };
-    let spec;
-    try {
-      spec = resolveTransform(partial, backbone ? { layout: backbone.input.layout, height: backbone.input.height, width: backbone.input.width } : undefined);
-    } catch (e) {
-      throw new StepFailure((e as Error).message);
-    }
+    const spec = resolveTransform(partial, backbone ? { layout: backbone.input.layout, height: backbone.input.height, width: backbone.input.width } : undefined);
     return { value: await writeTransform(ctx.outDir, spec) };
   },
 });

@@ -1,6 +1,7 @@
 // Training input: cached feature vectors with their labels, either one array
 // with train/validation index lists or separate train and validation arrays.
 // Everything is checked once here so the engines' loops can trust it.
+import { ExpectedFailure } from '../failure.js';
 
 /** Feature vectors (row-major N×featureWidth) and their class indices. */
 export interface LabelledFeatures {
@@ -36,8 +37,9 @@ export interface NormalisedData {
   classes: number;
 }
 
-export class DataError extends Error {
+export class DataError extends ExpectedFailure {
   override name = 'DataError';
+  readonly reason = 'data';
 }
 
 /** Labels as an Int32Array, checked to lie in [0, classes). */

@@ -2,6 +2,7 @@
 // definition (linear or a small MLP), its weights, and their initialisation.
 import { Type } from '@sinclair/typebox';
 import { defineParams, type Static, StringEnum } from '../params/define.js';
+import { DataError } from './data.js';
 import { Prng } from './prng.js';
 
 export type HeadSpec =
@@ -107,9 +108,9 @@ export function initHead(spec: HeadSpec, inFeatures: number, classes: number): H
 
 /** The head against the data it is for; the spec's own fields were checked by its schema at analysis. */
 export function checkHeadShape(spec: HeadSpec, inFeatures: number, classes: number): void {
-  if (!Number.isInteger(inFeatures) || inFeatures < 1) throw new RangeError(`feature width must be a positive integer, got ${inFeatures}`);
-  if (!Number.isInteger(classes) || classes < 2) throw new RangeError(`a classifier needs at least 2 classes, got ${classes}`);
-  if (spec.kind === 'mlp' && spec.hidden.length === 0) throw new RangeError("an 'mlp' head needs at least one hidden layer");
+  if (!Number.isInteger(inFeatures) || inFeatures < 1) throw new DataError(`feature width must be a positive integer, got ${inFeatures}`);
+  if (!Number.isInteger(classes) || classes < 2) throw new DataError(`a classifier needs at least 2 classes, got ${classes}`);
+  if (spec.kind === 'mlp' && spec.hidden.length === 0) throw new DataError("an 'mlp' head needs at least one hidden layer");
 }
 
 /** Checks that weights chain correctly (each layer's input is the previous layer's output). */

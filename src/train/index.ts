@@ -17,7 +17,6 @@ export { DataError, resolveClassWeights, type TrainData, type LabelledFeatures }
 export { train, type TrainOptions, type TrainResult, type EpochMetrics } from './train.js';
 export type { EngineName } from './engine.js';
 export { chooseEngine, chooseForwardEngine, macsPerSample, estimatedTrainingMs, estimatedMsPerEpoch, type EngineDecision } from './engine-choice.js';
-export { CudaUnavailableError, CUDA_UNAVAILABLE_MESSAGE, cudaProviderInstalled } from './onnx.js';
 export { evaluate, predict, type Evaluation, type Prediction, type PredictOptions } from './evaluate.js';
 export { classificationMetrics, type ClassMetrics, type ClassificationMetrics } from './metrics.js';
 export { encodeHead, decodeHead, HeadFormatError, type TrainedHead } from './serialize.js';

@@ -5,86 +5,17 @@
 // no device-resident outputs for CUDA, so on the GPU each run still moves the
 // parameters and optimiser state between host and device; for a head that is
 // a few hundred kilobytes at most.)
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { CUDA_INSTALL_COMMAND } from '../onnx/cuda-install.js';
-import { StepFailure } from '../runner/errors.js';
+import { createSession } from '../onnx/runtime.js';
 import type { FeatureSplit } from './data.js';
 import { EVAL_CHUNK_ROWS, type EngineSetup, type EvalOutput, type StepInput, type StepOutput, type TrainEngine } from './engine.js';
 import { buildEvalGraph, buildTrainGraph, io, parameterNames, scalarInputNames, stateNames, type GraphDtype } from './graph.js';
 import type { HeadWeights } from './head.js';
 import type { Device } from './spec.js';
 
-export const CUDA_UNAVAILABLE_MESSAGE =
-  "The CUDA execution provider is not available: this onnxruntime-node installation has no CUDA provider libraries, or they could not be loaded. " +
-  'To train on an NVIDIA GPU, install the CUDA 12 runtime and cuDNN 9, then reinstall onnxruntime-node with its CUDA provider: ' +
-  `\`${CUDA_INSTALL_COMMAND}\`. ` +
-  "Otherwise use device 'cpu'.";
-
-/** Thrown when device 'cuda' is asked for but onnxruntime cannot use CUDA; `cause` holds onnxruntime's own error. */
-export class CudaUnavailableError extends StepFailure {
-  override name = 'CudaUnavailableError';
-  constructor(cause: unknown) {
-    super(CUDA_UNAVAILABLE_MESSAGE);
-    this.cause = cause;
-  }
-}
-
-const CUDA_PROVIDER_FILE: Partial<Record<NodeJS.Platform, string>> = {
-  linux: 'libonnxruntime_providers_cuda.so',
-  win32: 'onnxruntime_providers_cuda.dll',
-};
-
-/** Where onnxruntime-node keeps the CUDA provider library on this platform, if it has one. */
-function cudaProviderPath(): string | undefined {
-  const file = CUDA_PROVIDER_FILE[process.platform];
-  if (!file) return undefined;
-  try {
-    const entry = createRequire(import.meta.url).resolve('onnxruntime-node');
-    return path.join(path.dirname(entry), '..', 'bin', 'napi-v6', process.platform, process.arch, file);
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Whether onnxruntime-node's CUDA provider library is on disk: false when it
- * certainly is not, undefined when the package layout is not the expected one.
- * Checked first so a missing provider does not make onnxruntime log a
- * load failure to stderr before we throw our own error.
- */
-export function cudaProviderInstalled(): boolean | undefined {
-  if (!CUDA_PROVIDER_FILE[process.platform]) return false;
-  const file = cudaProviderPath();
-  if (!file || !existsSync(path.dirname(file))) return undefined;
-  return existsSync(file);
-}
-
-export interface SessionOptions {
-  device: Device;
-  /** onnxruntime intra-op threads; unset lets onnxruntime decide (one per core). */
-  threads?: number;
-}
-
-export async function createSession(model: Uint8Array, options: SessionOptions): Promise<ort.InferenceSession> {
-  const sessionOptions: ort.InferenceSession.SessionOptions = {
-    executionProviders: [options.device],
-    graphOptimizationLevel: 'all',
-    // Errors surface as exceptions; keep onnxruntime's own error log off stderr.
-    logSeverityLevel: 4,
-    ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
-  };
-  if (options.device === 'cuda' && cudaProviderInstalled() === false)
-    throw new CudaUnavailableError(new Error(`onnxruntime-node's CUDA provider is not installed (${cudaProviderPath() ?? `no CUDA build for ${process.platform}`})`));
-  try {
-    return await ort.InferenceSession.create(model, sessionOptions);
-  } catch (error) {
-    // The graphs themselves load on the CPU, so a failure here is the provider's (libraries, driver).
-    if (options.device === 'cuda' && /cuda|provider|shared librar|cudnn|cublas|libcu/i.test(String(error))) throw new CudaUnavailableError(error);
-    throw error;
-  }
+/** A session for one of the training library's graphs (on the CPU these load quietly; CUDA failures get the one CUDA error). */
+function graphSession(model: Uint8Array, device: Device, threads?: number): Promise<ort.InferenceSession> {
+  return createSession(model, { device, intraOpThreads: threads, quiet: true }, 'the training graph');
 }
 
 type FloatArray = Float32Array | Float64Array;
@@ -176,9 +107,8 @@ export class OnnxEngine implements TrainEngine {
     const trainGraph = buildTrainGraph({ ...shape, optimizer: setup.optimizer, dropout: setup.dropout > 0 });
     const evalGraph = buildEvalGraph({ ...shape, withLabels: true });
     const threads = options.threads ?? defaultThreads(setup.widths, setup.batchSize);
-    const sessionOptions = { device: options.device, threads };
-    const trainSession = await createSession(trainGraph.model, sessionOptions);
-    const evalSession = await createSession(evalGraph.model, sessionOptions).catch(async (error) => {
+    const trainSession = await graphSession(trainGraph.model, options.device, threads);
+    const evalSession = await graphSession(evalGraph.model, options.device, threads).catch(async (error) => {
       await trainSession.release();
       throw error;
     });
@@ -280,7 +210,7 @@ export async function onnxLogits(weights: HeadWeights, features: Float32Array, d
   const widths = [weights.layers[0]!.inFeatures, ...weights.layers.map((l) => l.outFeatures)];
   const F = widths[0]!;
   const C = widths[widths.length - 1]!;
-  const session = await createSession(buildEvalGraph({ widths, dtype: 'float32', withLabels: false }).model, { device });
+  const session = await graphSession(buildEvalGraph({ widths, dtype: 'float32', withLabels: false }).model, device);
   try {
     const feeds: Record<string, ort.Tensor> = {};
     weights.layers.forEach((layer, l) => {

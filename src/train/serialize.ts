@@ -8,6 +8,7 @@
 //
 // Compact (4 bytes per parameter), readable without this code (the header is
 // plain JSON), and checked for truncation when read.
+import { ExpectedFailure } from '../failure.js';
 import { checkWeights, type HeadSpec, type HeadWeights } from './head.js';
 
 const MAGIC = Uint8Array.from([0x54, 0x4c, 0x48, 0x45, 0x41, 0x44, 0x00, 0x01]); // "TLHEAD" 0 1
@@ -30,8 +31,9 @@ interface Header {
   metadata?: Record<string, unknown>;
 }
 
-export class HeadFormatError extends Error {
+export class HeadFormatError extends ExpectedFailure {
   override name = 'HeadFormatError';
+  readonly reason = 'data';
 }
 
 export function encodeHead(head: TrainedHead): Uint8Array {

@@ -2,6 +2,7 @@
 // stopping...): one TypeBox definition gives its JSON Schema, its type and
 // its defaults; plus the rules between fields and, for direct callers of the
 // library, the validation that turns user input into a complete TrainSpec.
+import { ExpectedFailure } from '../failure.js';
 import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
@@ -111,8 +112,9 @@ export function withTrainDefaults(partial: Partial<TrainSpec> = {}): TrainSpec {
   return Value.Default(trainSpecSchema, structuredClone(partial)) as TrainSpec;
 }
 
-export class SpecError extends Error {
+export class SpecError extends ExpectedFailure {
   override name = 'SpecError';
+  readonly reason = 'parameters';
 }
 
 // Compiled on first use: the pipeline path never calls these (analysis has validated).
