@@ -3,7 +3,8 @@
 // and turns expected failures into messages and exit codes.
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { commands, type CommandContext } from './commands.js';
+import type { CommandContext } from './command-context.js';
+import { commands } from './commands.js';
 import { ExitCode, TlpipeError } from './runner/errors.js';
 
 const HELP = `tlpipe: declared, cached, resumable transfer-learning pipelines

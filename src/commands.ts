@@ -1,9 +1,7 @@
 // What each `tlpipe` command does. Parsing is in cli.ts; the work is in runner/.
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { predictImages } from './predict/predict.js';
-import { reportCommand, runReportDir, writeRunReport } from './report/command.js';
-import { writeReport } from './report/write.js';
+import type { CommandContext } from './command-context.js';
 import type { Pipeline } from './runner/analyze.js';
 import { pipelineSchema } from './runner/analyze.js';
 import { formatDuration, PlainReporter, type Reporter, TerminalReporter, useColor } from './runner/reporters.js';
@@ -14,31 +12,21 @@ import { findProjectDir } from './runner/analyze.js';
 import { cacheDirFor, loadPipeline, openSession, planRun, runPipeline } from './runner/run.js';
 import { describeFailure } from './runner/outcome.js';
 import { type RunRecord, RunRecords } from './runner/runs.js';
-import { builtins } from './runner/registry.js';
+import { stepRegistry } from './runner/registry.js';
+import { builtinSteps } from './steps/index.js';
 import type { InputPort } from './runner/step.js';
 import { runSummary, formatMetrics } from './runner/summary.js';
 import { expandSweep } from './runner/sweep.js';
 import { compareRuns, formatComparison } from './runner/compare.js';
 
-export interface CommandContext {
-  args: string[];
-  values: {
-    set?: string[];
-    force?: string[];
-    from?: string;
-    only?: string;
-    'dry-run'?: boolean;
-    json?: boolean;
-    verbose?: boolean;
-    jobs?: string;
-    'cache-dir'?: string;
-    'keep-last'?: string;
-    last?: string;
-    out?: string;
-  };
-}
+/** The built-in steps, passed to the runner (which imports none). */
+const builtins = stepRegistry(builtinSteps);
 
 type Command = (ctx: CommandContext) => Promise<number>;
+
+// The report (sharp, for thumbnails) and predict (onnxruntime, sharp) load only in the commands that use them.
+const reports = () => import('./report/command.js');
+const reportCommand: Command = async (ctx) => (await reports()).reportCommand(ctx);
 
 const say = (s: string) => process.stderr.write(`${s}\n`);
 const print = (s: string) => process.stdout.write(`${s}\n`);
@@ -71,13 +59,13 @@ function storeDirFromCwd(ctx: CommandContext): string {
 }
 
 const validate: Command = async (ctx) => {
-  const pipeline = await loadPipeline(pipelineArg(ctx, 'validate'), { set: ctx.values.set });
+  const pipeline = await loadPipeline(pipelineArg(ctx, 'validate'), builtins, { set: ctx.values.set });
   say(`✔ ${path.relative(process.cwd(), pipeline.file)} is valid: ${pipeline.stages.length} stages (${pipeline.stages.map((s) => s.name).join(' → ')}).`);
   return ExitCode.ok;
 };
 
 const status: Command = async (ctx) => {
-  const pipeline = await loadPipeline(pipelineArg(ctx, 'status'), { set: ctx.values.set });
+  const pipeline = await loadPipeline(pipelineArg(ctx, 'status'), builtins, { set: ctx.values.set });
   return showPlan(ctx, pipeline);
 };
 
@@ -105,7 +93,7 @@ function makeReporter(json: boolean): Reporter {
 const run: Command = async (ctx) => {
   const file = pipelineArg(ctx, 'run');
   const sets = ctx.values.set ?? [];
-  const first = await loadPipeline(file, { set: expandSweep(sets, undefined)[0] });
+  const first = await loadPipeline(file, builtins, { set: expandSweep(sets, undefined)[0] });
   if (ctx.values['dry-run']) return showPlan({ ...ctx, values: { ...ctx.values, set: expandSweep(sets, undefined)[0] } }, first);
   const variants = expandSweep(sets, first.sweep);
   const jobs = positiveInt(ctx.values.jobs, '--jobs');
@@ -133,7 +121,7 @@ const run: Command = async (ctx) => {
   let exit: number = ExitCode.ok;
   try {
     for (const [i, variant] of variants.entries()) {
-      const pipeline = i === 0 && variants.length === 1 ? first : await loadPipeline(file, { set: variant });
+      const pipeline = i === 0 && variants.length === 1 ? first : await loadPipeline(file, builtins, { set: variant });
       if (variants.length > 1) say(`\n── sweep ${i + 1}/${variants.length}: ${variant.filter((s) => !sets.includes(s)).join(' ') || variant.join(' ')}`);
       const session = await openSession(cacheDirFor(pipeline, ctx.values['cache-dir']), (m) => say(`warning: ${m}`));
       const reporter = makeReporter(ctx.values.json === true);
@@ -149,7 +137,7 @@ const run: Command = async (ctx) => {
       await reporter.close();
       records.push(record);
       if (!ctx.values.json) printRunEnd(record, pipeline, ctx.values.verbose === true);
-      await writeRunReport(record, undefined, { projectDir: pipeline.projectDir });
+      await (await reports()).writeRunReport(record, undefined, { projectDir: pipeline.projectDir });
       if (record.status === 'interrupted') {
         say(`Interrupted. Finished stages and committed chunks are kept; resume with:\n  tlpipe run ${[path.relative(process.cwd(), pipeline.file), ...sets.map((s) => `--set ${s}`)].join(' ')}`);
         exit = signalName === 'SIGTERM' ? 143 : ExitCode.interrupted;
@@ -166,6 +154,7 @@ const run: Command = async (ctx) => {
   }
   if (records.length > 1) {
     // One page comparing the sweep's runs, beside their outputs.
+    const [{ runReportDir }, { writeReport }] = await Promise.all([reports(), import('./report/write.js')]);
     const file = await writeReport(records, path.join(runReportDir(records[0]!, first.projectDir), 'sweep-report.html'));
     say(`sweep report ${path.relative(process.cwd(), file)}`);
   }
@@ -281,6 +270,7 @@ const compare: Command = async (ctx) => {
 const predict: Command = async (ctx) => {
   const [model, ...inputs] = ctx.args;
   if (!model || !inputs.length) throw new UsageError('Usage: tlpipe predict MODEL.onnx IMAGE_OR_FOLDER... [--out predictions.csv]');
+  const { predictImages } = await import('./predict/predict.js');
   const result = await predictImages(model, inputs);
   const header = ['id', 'label', 'confidence', ...result.labels.map((l) => `p_${l}`)];
   const rows = result.predictions.map((p) => [p.id, p.labelIndex, p.confidence.toFixed(6), ...p.probabilities.map((x) => x.toFixed(6))].join(','));

@@ -2,7 +2,7 @@
 // label, id and split, plus what was skipped and why.
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { DatasetScan } from '../images/dataset.js';
+import type { DatasetScan } from '../images/dataset-types.js';
 import type { Artifact, Json, UpstreamPreview } from '../runner/step.js';
 import { defineKind } from './kind.js';
 

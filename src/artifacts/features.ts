@@ -3,7 +3,7 @@
 // the dataset manifest the rows point into.
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { DatasetImage, Split } from '../images/dataset.js';
+import type { DatasetImage, Split } from '../images/dataset-types.js';
 import type { Artifact } from '../runner/step.js';
 import { type DatasetManifest, readDatasetManifest } from './dataset-manifest.js';
 import { defineKind } from './kind.js';

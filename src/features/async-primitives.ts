@@ -1,6 +1,7 @@
 // Small concurrency tools for the feature pipeline: a counting semaphore whose
-// waits can be cancelled, and a helper that turns an AbortSignal into a
-// rejection. Kept dependency-free so the extractor stays easy to reason about.
+// waits can be cancelled, a helper that turns an AbortSignal into a rejection,
+// the pool of reused batch buffers and the queue that delivers batches in
+// order. Kept dependency-free so the extractor stays easy to reason about.
 
 /** The error a cancelled wait rejects with: the signal's own reason. */
 export function abortReason(signal: AbortSignal): unknown {
@@ -72,5 +73,59 @@ export class Semaphore {
     const next = this.#waiters.shift();
     if (next) next.grant();
     else this.#available++;
+  }
+}
+
+/** Batch buffers come back from the worker after each run and are reused. */
+export class BufferPool {
+  readonly #free: Float32Array[] = [];
+  constructor(readonly length: number) {}
+
+  take(): Float32Array {
+    return this.#free.pop() ?? new Float32Array(this.length);
+  }
+
+  give(buffer: Float32Array): void {
+    if (buffer.length === this.length) this.#free.push(buffer);
+  }
+}
+
+/** Promises delivered in the order they were pushed, to one consumer. */
+export class OrderedQueue<V> {
+  readonly #items: Promise<V>[] = [];
+  #ended = false;
+  #failure: { error: unknown } | undefined;
+  #wake: (() => void) | undefined;
+
+  push(p: Promise<V>): void {
+    p.catch(() => {}); // surfaced when consumed, in order
+    this.#items.push(p);
+    this.#notify();
+  }
+
+  end(): void {
+    this.#ended = true;
+    this.#notify();
+  }
+
+  fail(error: unknown): void {
+    this.#failure ??= { error };
+    this.#notify();
+  }
+
+  async shift(): Promise<IteratorResult<V, undefined>> {
+    for (;;) {
+      const head = this.#items.shift();
+      if (head) return { done: false, value: await head };
+      if (this.#failure) throw this.#failure.error;
+      if (this.#ended) return { done: true, value: undefined };
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
   }
 }

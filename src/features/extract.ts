@@ -6,7 +6,8 @@
 // `batchesInFlight` batches exist at once (filling, queued, running or waiting to
 // be consumed), so memory does not grow with the number of images.
 import os from 'node:os';
-import { abortReason, raceAbort, Semaphore } from './async-primitives.js';
+import { abortReason, BufferPool, OrderedQueue, raceAbort, Semaphore } from './async-primitives.js';
+import { DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE } from './batch-size.js';
 import { InferencePool } from './inference-pool.js';
 import { LoaderPool, type LoaderModule } from './loader-pool.js';
 import { fixedImageShape, modelLabel } from './model-info.js';
@@ -82,16 +83,6 @@ export interface FeatureBatch<T> {
   features: Float32Array;
   featureWidth: number;
 }
-
-/**
- * Images per inference call on the CPU. Measured on 2 cores with MobileNetV2-int8:
- * inference alone costs the same CPU time per image from batch 8 to 32, but with
- * decoding on the same cores smaller batches run cheaper (their activations
- * evict less of the decoders' cache) and peak RSS drops (~200 MiB at 8, ~330 at 32).
- */
-export const DEFAULT_BATCH_SIZE = 8;
-/** On a GPU, larger batches keep the device busy (not measured here: no GPU). */
-export const DEFAULT_CUDA_BATCH_SIZE = 64;
 
 /** Options resolved against the model: what every batch needs to know. */
 interface Layout {
@@ -429,60 +420,6 @@ class BatchFill<T> {
       rows.push(item);
     });
     return rows;
-  }
-}
-
-/** Batch buffers come back from the worker after each run and are reused. */
-class BufferPool {
-  readonly #free: Float32Array[] = [];
-  constructor(readonly length: number) {}
-
-  take(): Float32Array {
-    return this.#free.pop() ?? new Float32Array(this.length);
-  }
-
-  give(buffer: Float32Array): void {
-    if (buffer.length === this.length) this.#free.push(buffer);
-  }
-}
-
-/** Promises delivered in the order they were pushed, to one consumer. */
-class OrderedQueue<V> {
-  readonly #items: Promise<V>[] = [];
-  #ended = false;
-  #failure: { error: unknown } | undefined;
-  #wake: (() => void) | undefined;
-
-  push(p: Promise<V>): void {
-    p.catch(() => {}); // surfaced when consumed, in order
-    this.#items.push(p);
-    this.#notify();
-  }
-
-  end(): void {
-    this.#ended = true;
-    this.#notify();
-  }
-
-  fail(error: unknown): void {
-    this.#failure ??= { error };
-    this.#notify();
-  }
-
-  async shift(): Promise<IteratorResult<V, undefined>> {
-    for (;;) {
-      const head = this.#items.shift();
-      if (head) return { done: false, value: await head };
-      if (this.#failure) throw this.#failure.error;
-      if (this.#ended) return { done: true, value: undefined };
-      await new Promise<void>((resolve) => (this.#wake = resolve));
-    }
-  }
-
-  #notify(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
   }
 }
 

@@ -1,6 +1,7 @@
 // The feature stage: a frozen backbone's forward pass over an image dataset,
 // streamed with bounded memory, inference in worker threads.
-export { extractFeatures, DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE } from './extract.js';
+export { extractFeatures } from './extract.js';
+export { DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE } from './batch-size.js';
 export type { ExtractOptions, FeatureBatch, ImageLoader } from './extract.js';
 export type { LoaderModule } from './loader-protocol.js';
 export { readModelInfo } from './model-info.js';

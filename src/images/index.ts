@@ -1,27 +1,13 @@
 // Public surface of the image library: dataset scanning and validation,
 // preprocessing into model tensors, thumbnails.
-export {
-  scanDataset,
-  idFromFileName,
-  DatasetError,
-  datasetSpecSchema,
-  resolveDatasetSpec,
-  CATS_VS_DOGS_RULE,
-} from './dataset.js';
-export type {
-  DatasetScan,
-  DatasetImage,
-  SkippedFile,
-  SplitCounts,
-  Split,
-  ScanOptions,
-  DatasetSpec,
-  ResolvedDatasetSpec,
-  DatasetLayout,
-  LabelRule,
-} from './dataset.js';
-export type { FilenameDatasetSpec, FoldersDatasetSpec, CsvDatasetSpec } from './dataset-spec.js';
-export type { ContainsLabelRule, RegexLabelRule } from './label-rule.js';
+export { scanDataset } from './dataset.js';
+export { idFromFileName } from './dataset-folders.js';
+export { DatasetError } from './dataset-error.js';
+export { datasetSpecSchema, resolveDatasetSpec } from './dataset-spec.js';
+export { CATS_VS_DOGS_RULE } from './label-rule.js';
+export type { DatasetScan, DatasetImage, SkippedFile, SplitCounts, Split, ScanOptions } from './dataset-types.js';
+export type { DatasetSpec, ResolvedDatasetSpec, DatasetLayout, FilenameDatasetSpec, FoldersDatasetSpec, CsvDatasetSpec } from './dataset-spec.js';
+export type { LabelRule, ContainsLabelRule, RegexLabelRule } from './label-rule.js';
 export { IMAGE_EXTENSIONS, IMAGE_FORMATS, hasImageExtension } from './formats.js';
 export { checkImageBytes } from './validate.js';
 export type { ImageCheck, ImageInfo, ImageLimits } from './validate.js';

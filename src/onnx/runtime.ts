@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
 import { ExpectedFailure } from '../failure.js';
 import { CUDA_INSTALL_COMMAND } from './cuda-install.js';
 
@@ -139,9 +139,11 @@ export async function createSession(model: Uint8Array | string, settings: Sessio
     throw new CudaUnavailableError(what, new Error(`onnxruntime-node's CUDA provider is not installed (${cudaProviderPath() ?? `no CUDA build for ${process.platform}`})`));
   }
   const options = sessionOptions(settings);
+  // Loaded here, so that choosing a device or reading these types loads no native code.
+  const { InferenceSession } = await import('onnxruntime-node');
   try {
     // Two calls because the overloads take a path or bytes, not a union of both.
-    return typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
+    return typeof model === 'string' ? await InferenceSession.create(model, options) : await InferenceSession.create(model, options);
   } catch (error) {
     if (settings.device === 'cuda' && isCudaLoadFailure(error)) throw new CudaUnavailableError(what, error);
     throw error;

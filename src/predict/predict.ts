@@ -4,7 +4,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { TRANSFORM_METADATA_KEY } from '../artifacts/exported-model.js';
 import { extractFeatures } from '../features/extract.js';
-import { idFromFileName } from '../images/dataset.js';
+import { idFromFileName } from '../images/dataset-folders.js';
 import { hasImageExtension } from '../images/formats.js';
 import { compareIds } from '../images/order.js';
 import { loadImageTensorInto } from '../images/preprocess.js';

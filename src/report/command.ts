@@ -1,7 +1,7 @@
 // `tlpipe report RUN... [--out FILE.html]`, and the report a run writes next
 // to its outputs when it ends.
 import path from 'node:path';
-import type { CommandContext } from '../commands.js';
+import type { CommandContext } from '../command-context.js';
 import { findProjectDir } from '../runner/analyze.js';
 import { describeFsError, errorMessage, ExitCode, TlpipeError, UsageError } from '../runner/errors.js';
 import { cacheDirFor, openSession } from '../runner/run.js';

@@ -8,7 +8,7 @@ import { type Diagnostic, closest, didYouMean } from './diagnostic.js';
 import { errorMessage, PipelineInvalid } from './errors.js';
 import { type LoadedSource, type Locations, type Pointer, pointer } from './load.js';
 import { structureOnly } from './pipeline-schema.js';
-import { builtins, isModuleReference, loadUserStep } from './registry.js';
+import { isModuleReference, loadUserStep, type StepRegistry } from './registry.js';
 import type { Json, JsonSchema, ParamProblem, Step, UpstreamPreview } from './step.js';
 import { checkDeclaredKinds, checkWiring } from './wiring.js';
 
@@ -72,7 +72,7 @@ export function findProjectDir(pipelineDir: string): string {
   }
 }
 
-export async function analyze(source: LoadedSource): Promise<Pipeline> {
+export async function analyze(source: LoadedSource, builtins: StepRegistry): Promise<Pipeline> {
   const diagnostics: Diagnostic[] = [...source.diagnostics];
   const { value, locations } = source;
   const file = source.files[0]!.path;
@@ -91,7 +91,7 @@ export async function analyze(source: LoadedSource): Promise<Pipeline> {
   for (const [name, raw] of Object.entries(stagesValue)) {
     if (!raw || typeof raw !== 'object' || typeof raw.uses !== 'string') continue;
     const at = pointer('stages', name);
-    const step = await resolveStep(raw.uses, pipelineDir, `${at}/uses`, locations, diagnostics);
+    const step = await resolveStep(raw.uses, builtins, pipelineDir, `${at}/uses`, locations, diagnostics);
     const inputs = normaliseInputs(raw.inputs);
     for (const [input, producer] of Object.entries(inputs)) {
       const p = Array.isArray(raw.inputs) ? `${at}/inputs/${(raw.inputs as string[]).indexOf(producer)}` : `${at}/inputs${pointer(input)}`;
@@ -186,6 +186,7 @@ function normaliseInputs(inputs: unknown): { [input: string]: string } {
 
 async function resolveStep(
   uses: string,
+  builtins: StepRegistry,
   pipelineDir: string,
   at: Pointer,
   locations: Locations,

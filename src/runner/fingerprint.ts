@@ -45,23 +45,6 @@ export function fingerprintOf(record: FingerprintRecord): string {
   return sha256(canonicalJson(record));
 }
 
-/**
- * Parameters as they go into a fingerprint record, which is stored beside the
- * artifact: a value under a secret-looking key (an exec `env: {API_TOKEN: ...}`)
- * is replaced by its hash, so a changed secret still reruns the stage but the
- * secret itself is never written to the store.
- */
-export function hideSecrets(value: Json, secretName: RegExp, key?: string): Json {
-  if (key && secretName.test(key) && (typeof value === 'string' || typeof value === 'number')) {
-    return `sha256:${sha256(String(value))}`;
-  }
-  if (Array.isArray(value)) return value.map((v) => hideSecrets(v, secretName));
-  if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, hideSecrets(v, secretName, k)]));
-  }
-  return value;
-}
-
 /** Human-readable differences between two records, e.g. `params.lr: 0.001 → 0.01`. */
 export function describeChanges(before: FingerprintRecord, after: FingerprintRecord): string[] {
   const changes: string[] = [];

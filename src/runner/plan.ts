@@ -5,8 +5,8 @@ import path from 'node:path';
 import type { Pipeline, Stage } from './analyze.js';
 import { didYouMean } from './diagnostic.js';
 import { errorMessage, UsageError } from './errors.js';
-import { FINGERPRINT_FORMAT, type FingerprintRecord, describeChanges, fingerprintOf, hideSecrets, sha256 } from './fingerprint.js';
-import { SECRET_NAME } from './runs.js';
+import { FINGERPRINT_FORMAT, type FingerprintRecord, describeChanges, fingerprintOf, sha256 } from './fingerprint.js';
+import { hideSecrets } from './secrets.js';
 import type { PathHasher } from './path-hasher.js';
 import type { PlanContext, Json } from './step.js';
 import type { ArtifactStore } from './store.js';
@@ -90,7 +90,7 @@ export async function makePlan(
     const record: FingerprintRecord = {
       format: FINGERPRINT_FORMAT,
       step: { type: stage.step.type, version: stage.step.version },
-      params: hideSecrets(stage.params, SECRET_NAME),
+      params: hideSecrets(stage.params),
       inputs,
       dependencies,
     };

@@ -1,12 +1,17 @@
-// Step types: the built-in ones, registered explicitly in src/steps/index.ts,
-// and user steps loaded from a module path the pipeline names.
+// Step types: the built-in ones, which the command line registers from
+// src/steps/index.ts and passes in (the runner imports no step), and user
+// steps loaded from a module path the pipeline names.
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { builtinSteps } from '../steps/index.js';
 import { errorMessage } from './errors.js';
 import type { Step } from './step.js';
 
-export const builtins: ReadonlyMap<string, Step> = new Map(builtinSteps.map((s) => [s.type, s]));
+/** The built-in step types by name, as analysis resolves `uses:`. */
+export type StepRegistry = ReadonlyMap<string, Step>;
+
+export function stepRegistry(steps: readonly Step[]): StepRegistry {
+  return new Map(steps.map((s) => [s.type, s]));
+}
 
 /** `uses:` values that name a module rather than a built-in step type. */
 export const isModuleReference = (uses: string) => uses.startsWith('./') || uses.startsWith('../') || path.isAbsolute(uses);
@@ -31,6 +36,7 @@ export async function loadUserStep(uses: string, pipelineDir: string): Promise<S
   if (!Number.isInteger(step.version)) missing.push('version (an integer)');
   if (!step.paramsSchema || typeof step.paramsSchema !== 'object') missing.push('paramsSchema (a JSON Schema object)');
   if (typeof step.run !== 'function') missing.push('run (an async function)');
+  if (step.check !== undefined && typeof step.check !== 'function') missing.push('check as a function (or no check)');
   if (missing.length) return `Step module "${uses}" is missing ${missing.join(', ')}. See docs/steps.md.`;
   return { description: '', ...step } as Step;
 }

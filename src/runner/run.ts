@@ -6,8 +6,10 @@ import { type Executor, LocalExecutor } from './executor.js';
 import { canonicalJson } from './fingerprint.js';
 import { loadPipelineSource } from './load.js';
 import { PathHasher } from './path-hasher.js';
+import type { StepRegistry } from './registry.js';
 import { type Plan, type PlanOptions, lastFingerprintsFile, makePlan } from './plan.js';
-import { type RunRecord, RUN_FORMAT, RunRecords, gitState, maskSecrets, newRunId, pipelineHash } from './runs.js';
+import { type RunRecord, RUN_FORMAT, RunRecords, gitState, newRunId, pipelineHash } from './runs.js';
+import { maskSecrets } from './secrets.js';
 import { ArtifactStore } from './store.js';
 
 export interface LoadOptions {
@@ -15,8 +17,9 @@ export interface LoadOptions {
   env?: Record<string, string | undefined>;
 }
 
-export async function loadPipeline(file: string, options: LoadOptions = {}): Promise<Pipeline> {
-  return analyze(await loadPipelineSource(file, options));
+/** Loads and analyses a pipeline file against the built-in steps given (and the user steps it names). */
+export async function loadPipeline(file: string, steps: StepRegistry, options: LoadOptions = {}): Promise<Pipeline> {
+  return analyze(await loadPipelineSource(file, options), steps);
 }
 
 /** `--cache-dir`, else TLPIPE_CACHE_DIR, else `.tlpipe/` in the pipeline's project. */

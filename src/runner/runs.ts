@@ -7,6 +7,7 @@ import path from 'node:path';
 import { UsageError } from './errors.js';
 import type { StageOutcome } from './outcome.js';
 import { canonicalJson, sha256 } from './fingerprint.js';
+import { maskSecrets } from './secrets.js';
 import type { Json } from './step.js';
 import type { ArtifactStore } from './store.js';
 
@@ -49,30 +50,6 @@ export async function gitState(dir: string): Promise<RunRecord['git']> {
   } catch {
     return null;
   }
-}
-
-export const SECRET_NAME = /(token|secret|passw(or)?d|passphrase|api[_-]?key|access[_-]?key|private[_-]?key|credential|authorization|(^|[_-])auth($|[_-]))/i;
-
-/**
- * Masks secrets before anything is written: parameters whose name looks like a
- * secret, and any value equal to a secret-looking environment variable's.
- */
-export function maskSecrets<T>(value: T, env: Record<string, string | undefined> = process.env): T {
-  const secrets = Object.entries(env)
-    .filter(([k, v]) => SECRET_NAME.test(k) && typeof v === 'string' && v.length >= 4)
-    .map(([, v]) => v!);
-  const walk = (v: unknown, key?: string): unknown => {
-    if (typeof v === 'string') {
-      if (key && SECRET_NAME.test(key)) return '***';
-      let out = v;
-      for (const s of secrets) out = out.split(s).join('***');
-      return out;
-    }
-    if (Array.isArray(v)) return v.map((x) => walk(x));
-    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x, k)]));
-    return v;
-  };
-  return walk(value) as T;
 }
 
 export class RunRecords {

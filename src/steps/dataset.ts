@@ -4,8 +4,8 @@
 // skipped, counted and listed, never silently.
 import path from 'node:path';
 import { datasetManifestKind, type DatasetManifest, datasetPreviewJson, datasetValueJson, MANIFEST_FILE, writeDatasetManifest } from '../artifacts/dataset-manifest.js';
-import { datasetSpecSchema, resolveDatasetSpec, scanDataset, type DatasetScan, type DatasetSpec } from '../images/dataset.js';
-import { DEFAULT_VAL_FRACTION } from '../images/dataset-spec.js';
+import type { DatasetScan } from '../images/dataset-types.js';
+import { datasetSpecSchema, DEFAULT_VAL_FRACTION, resolveDatasetSpec, type DatasetSpec } from '../images/dataset-spec.js';
 import type { ImageCheck } from '../images/validate.js';
 import { defineStep } from '../runner/step.js';
 import { withoutIds } from './schema.js';
@@ -52,6 +52,7 @@ export const datasetStep = defineStep<DatasetSpec>({
       for (const [k, v] of Object.entries(JSON.parse(chunk.toString('utf8')) as Record<string, ImageCheck>)) knownChecks.set(k, v);
     }
     const newChecks: Record<string, ImageCheck> = {};
+    const { scanDataset } = await import('../images/dataset.js'); // sharp, only when scanning
     let scan: DatasetScan;
     try {
       scan = await scanDataset(params, {

@@ -5,7 +5,6 @@ import { evaluationKind, type EvaluationValue, writeEvaluation } from '../artifa
 import { featuresKind, readSplitFeatures } from '../artifacts/features.js';
 import { readHead, trainedHeadKind } from '../artifacts/head.js';
 import { defineParams, type Static, StringEnum } from '../params/define.js';
-import { evaluate, predict } from '../train/evaluate.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
 
@@ -28,6 +27,7 @@ export const evaluateStep = defineStep<Static<typeof paramsSchema>>({
     const head = await readHead(inputs.train!);
     const split = await readSplitFeatures(inputs.features!, inputs.dataset!, params.split);
     if (!split.images.length) throw new StepFailure(`the ${params.split} split has no images: give a validation folder or a valFraction above 0`);
+    const { evaluate, predict } = await import('../train/evaluate.js'); // onnxruntime, only when evaluating
     const result = await evaluate(head.weights, split.features, split.labels, head.classes);
     const { probabilities, labels } = await predict(head.weights, split.features);
     const C = head.classes.length;

@@ -9,7 +9,6 @@ import { readHead, trainedHeadKind } from '../artifacts/head.js';
 import { predictionsKind, writePredictions } from '../artifacts/predictions.js';
 import { compareIds } from '../images/order.js';
 import { defineParams, type Static, StringEnum } from '../params/define.js';
-import { predict } from '../train/evaluate.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
 
@@ -41,6 +40,7 @@ export const exportCsvStep = defineStep<Static<typeof paramsSchema>>({
     const head = await readHead(inputs.train!);
     const test = await readSplitFeatures(inputs.features!, inputs.dataset!, 'test');
     if (!test.images.length) throw new StepFailure('there are no test images: give the dataset a test folder');
+    const { predict } = await import('../train/evaluate.js'); // onnxruntime, only when predicting
     const { labels, probabilities } = await predict(head.weights, test.features);
     const C = head.classes.length;
     const order = test.images.map((image, i) => i).sort((a, b) => compareIds(test.images[a]!.id ?? '', test.images[b]!.id ?? ''));

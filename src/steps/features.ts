@@ -8,15 +8,14 @@ import { featureModelKind, featureModelPath, featureModelValue } from '../artifa
 import { type FeatureRows, featuresKind, writeFeatures } from '../artifacts/features.js';
 import { readTransform, transformKind } from '../artifacts/transform.js';
 import { decodeFeatureChunk, encodeFeatureChunk } from '../features/chunks.js';
-import { DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE, extractFeatures } from '../features/extract.js';
-import { loadImageTensorInto } from '../images/preprocess.js';
+import { DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE } from '../features/batch-size.js';
 import { defineParams, type Static, StringEnum } from '../params/define.js';
 import { createRng, deriveSeed } from '../images/random.js';
 import type { TransformSpec } from '../images/transform-spec.js';
 import { canonicalJson, sha256 } from '../runner/fingerprint.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep, type Json, type StepContext } from '../runner/step.js';
-import type { DatasetImage } from '../images/dataset.js';
+import type { DatasetImage } from '../images/dataset-types.js';
 import { resolveDevice } from '../onnx/runtime.js';
 
 const paramsSchema = defineParams({
@@ -152,6 +151,8 @@ interface ComputeJob {
 async function computeMissing(ctx: StepContext, job: ComputeJob): Promise<void> {
   const { todo, featureWidth, known, failed } = job;
   if (!todo.length) return;
+  // Loaded only when there is work: onnxruntime and sharp.
+  const [{ extractFeatures }, { loadImageTensorInto }] = await Promise.all([import('../features/extract.js'), import('../images/preprocess.js')]);
   let pending: [string, Float32Array][] = [];
   const commit = async () => {
     if (!pending.length) return;

@@ -6,7 +6,6 @@ import { featuresKind, readFeatureTable, splitFeatures } from '../artifacts/feat
 import { headKind, readHead, trainedHeadKind, trainingValueJson, writeHead } from '../artifacts/head.js';
 import { defineParams, type Static, StringEnum } from '../params/define.js';
 import { trainSpecProblems, trainSpecProperties, trainSpecSchema } from '../train/spec.js';
-import { train } from '../train/train.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
 import { resolveDevice } from '../onnx/runtime.js';
@@ -58,6 +57,7 @@ export const trainStep = defineStep<TrainParams>({
     if (!trainSplit.images.length) throw new StepFailure('there are no training images with features: check the dataset stage');
     const device = await resolveDevice(params.device, (m) => ctx.log(m));
     ctx.log(`${trainSplit.images.length} training and ${valSplit.images.length} validation feature vectors of width ${table.width}`);
+    const { train } = await import('../train/train.js'); // onnxruntime, only when training
     const result = await train({
         data: {
           featureWidth: table.width,

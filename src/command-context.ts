@@ -1,0 +1,19 @@
+// What a `tlpipe` command receives: its positional arguments and the parsed options.
+
+export interface CommandContext {
+  args: string[];
+  values: {
+    set?: string[];
+    force?: string[];
+    from?: string;
+    only?: string;
+    'dry-run'?: boolean;
+    json?: boolean;
+    verbose?: boolean;
+    jobs?: string;
+    'cache-dir'?: string;
+    'keep-last'?: string;
+    last?: string;
+    out?: string;
+  };
+}
