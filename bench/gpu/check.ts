@@ -2,6 +2,8 @@
 //
 //   node dist/bench/gpu/check.js no-gpu --fixtures DIR --work DIR
 //   node dist/bench/gpu/check.js gpu --fixtures DIR --work DIR --backbone 'LABEL=FILE[=pretrained]' ...
+//   node dist/bench/gpu/check.js cpu-self-test ...same flags as gpu   (CPU against CPU: tries this
+//     script's own pipeline runs, comparisons and table without a GPU; check.sh never runs it)
 //
 // Both run the catsdogs pipeline with the built CLI, as a user does, each job
 // in its own project folder and artifact store: the features cache is keyed by
@@ -248,12 +250,12 @@ export function relativeDifferences(a: Float32Array, b: Float32Array, width: num
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
-function compare(backbone: Backbone, cpu: DeviceResult, cuda: DeviceResult): string[] {
+function compare(backbone: Backbone, cpu: DeviceResult, cuda: DeviceResult, second: 'cpu' | 'cuda'): string[] {
   const problems: string[] = [];
   const name = backbone.label;
   if (cpu.featuresDevice !== 'cpu' || cpu.trainDevice !== 'cpu') problems.push(`${name}: the CPU job's records say ${cpu.featuresDevice}/${cpu.trainDevice}`);
-  if (cuda.featuresDevice !== 'cuda') problems.push(`${name}: the features stage of the CUDA job ran on ${JSON.stringify(cuda.featuresDevice)}, not 'cuda'`);
-  if (cuda.trainDevice !== 'cuda' || cuda.trainEngine !== 'onnx') problems.push(`${name}: the training of the CUDA job ran on ${JSON.stringify(cuda.trainDevice)} with engine ${JSON.stringify(cuda.trainEngine)}`);
+  if (cuda.featuresDevice !== second) problems.push(`${name}: the features stage of the ${second} job ran on ${JSON.stringify(cuda.featuresDevice)}, not '${second}'`);
+  if (cuda.trainDevice !== second || cuda.trainEngine !== 'onnx') problems.push(`${name}: the training of the ${second} job ran on ${JSON.stringify(cuda.trainDevice)} with engine ${JSON.stringify(cuda.trainEngine)}`);
   if (cpu.width !== cuda.width || cpu.rows.join() !== cuda.rows.join()) {
     problems.push(`${name}: CPU and CUDA feature tables differ in shape (${cpu.rows.length}×${cpu.width} vs ${cuda.rows.length}×${cuda.width})`);
   } else {
@@ -276,11 +278,12 @@ function compare(backbone: Backbone, cpu: DeviceResult, cuda: DeviceResult): str
   return problems;
 }
 
-async function gpu(fixtures: string, work: string, backbones: Backbone[]): Promise<boolean> {
+async function gpu(fixtures: string, work: string, backbones: Backbone[], second: 'cpu' | 'cuda' = 'cuda'): Promise<boolean> {
   console.log(`onnxruntime-node ${ortVersion()}: CUDA provider library ${describeProvider()}`);
+  if (second === 'cpu') console.log('SELF-TEST: the second job of each pair runs on the CPU too; nothing here is a GPU result');
   const problems: string[] = [];
   // Fail fast, with onnxruntime's own error, before minutes of pipelines.
-  try {
+  if (second === 'cuda') try {
     const model = buildModel({
       name: 'cuda-smoke',
       opset: 13,
@@ -305,8 +308,8 @@ async function gpu(fixtures: string, work: string, backbones: Backbone[]): Promi
     console.log(`${backbone.label} (${backbone.file}):`);
     try {
       const cpu = await runOn(backbone, 'cpu', fixtures, work, i);
-      const cuda = await runOn(backbone, 'cuda', fixtures, work, i);
-      problems.push(...compare(backbone, cpu, cuda));
+      const cuda = await runOn(backbone, second, fixtures, work, i + 100);
+      problems.push(...compare(backbone, cpu, cuda, second));
       const ips = (r: DeviceResult) => r.images / (r.featuresMs / 1000);
       rows.push(
         `| ${backbone.label} | ${cpu.images} | ${ips(cpu).toFixed(0)} | ${ips(cuda).toFixed(0)} | ${(ips(cuda) / ips(cpu)).toFixed(2)}× | ` +
@@ -345,10 +348,11 @@ async function main(): Promise<number> {
     options: { fixtures: { type: 'string' }, work: { type: 'string' }, backbone: { type: 'string', multiple: true } },
   });
   const mode = positionals[0];
-  const fixtures = values.fixtures;
-  const work = values.work;
-  if ((mode !== 'gpu' && mode !== 'no-gpu') || !fixtures || !work) {
-    console.error('usage: check.js gpu|no-gpu --fixtures DIR --work DIR [--backbone LABEL=FILE[=pretrained]]...');
+  // Absolute: the pipelines run in per-job project folders, where relative paths would start.
+  const fixtures = values.fixtures && path.resolve(values.fixtures);
+  const work = values.work && path.resolve(values.work);
+  if ((mode !== 'gpu' && mode !== 'no-gpu' && mode !== 'cpu-self-test') || !fixtures || !work) {
+    console.error('usage: check.js gpu|no-gpu|cpu-self-test --fixtures DIR --work DIR [--backbone LABEL=FILE[=pretrained]]...');
     return 64;
   }
   await mkdir(work, { recursive: true });
@@ -358,7 +362,7 @@ async function main(): Promise<number> {
     console.error('gpu: give at least one --backbone');
     return 64;
   }
-  return (await gpu(fixtures, work, backbones)) ? 0 : 1;
+  return (await gpu(fixtures, work, backbones, mode === 'cpu-self-test' ? 'cpu' : 'cuda')) ? 0 : 1;
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

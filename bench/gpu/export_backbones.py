@@ -27,7 +27,8 @@ def export(model, path):
     # backbone.freeze cuts before; newer PyTorch defaults to the dynamo one.
     try:
         torch.onnx.export(model, dummy, path, dynamo=False, **kwargs)
-    except TypeError:
+    except Exception as e:  # an older torch without the keyword, or one without that exporter
+        print(f"TorchScript exporter not available ({type(e).__name__}: {e}); using torch's default exporter", file=sys.stderr)
         torch.onnx.export(model, dummy, path, **kwargs)
 
 
