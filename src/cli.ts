@@ -4,7 +4,6 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { CommandContext } from './command-context.js';
-import { commands } from './commands.js';
 import { ExitCode, TlpipeError } from './runner/errors.js';
 
 const HELP = `tlpipe: declared, cached, resumable transfer-learning pipelines
@@ -12,6 +11,8 @@ const HELP = `tlpipe: declared, cached, resumable transfer-learning pipelines
 Usage: tlpipe <command> [options]
 
 Commands:
+  init [DATA_DIR]   Recognise a dataset folder's layout and write a pipeline for it
+                    (--out FILE, --force to replace an existing one)
   run FILE          Run a pipeline (stages already cached are not rerun)
   status FILE       Show each stage as cached or to-run, and why
   validate FILE     Check a pipeline file and report every problem
@@ -32,6 +33,8 @@ Options for run and status:
   --from STAGE      Rerun STAGE and everything after it
   --only STAGE      Run only STAGE (its inputs must be cached)
   --dry-run         Show the plan without running (same as status)
+  --download        Download a dataset that declares a source and is not on
+                    disk, without asking (needed in CI and other non-terminals)
   --jobs N          Stages run at once (default 2)
   --json            Print one machine-readable summary on stdout
   --verbose         Show the stack of an unexpected error (a bug) in a stage
@@ -47,6 +50,7 @@ const options = {
   from: { type: 'string' },
   only: { type: 'string' },
   'dry-run': { type: 'boolean' },
+  download: { type: 'boolean' },
   json: { type: 'boolean' },
   verbose: { type: 'boolean' },
   jobs: { type: 'string' },
@@ -89,6 +93,9 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${HELP}\n`);
     return command || values.help ? 0 : ExitCode.usage;
   }
+  // The commands (and the libraries they use) load only when one is asked for:
+  // --version and --help answer without them.
+  const { commands } = await import('./commands.js');
   const handler = commands[command];
   if (!handler) {
     process.stderr.write(`Unknown command "${command}". See: tlpipe --help\n`);

@@ -8,6 +8,7 @@ export interface CommandContext {
     from?: string;
     only?: string;
     'dry-run'?: boolean;
+    download?: boolean;
     json?: boolean;
     verbose?: boolean;
     jobs?: string;

@@ -1,4 +1,5 @@
 // What each `tlpipe` command does. Parsing is in cli.ts; the work is in runner/.
+import { existsSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { CommandContext } from './command-context.js';
@@ -93,10 +94,10 @@ function makeReporter(json: boolean): Reporter {
 const run: Command = async (ctx) => {
   const file = pipelineArg(ctx, 'run');
   const sets = ctx.values.set ?? [];
+  const jobs = positiveInt(ctx.values.jobs, '--jobs'); // a bad flag is reported before the file is read
   const first = await loadPipeline(file, builtins, { set: expandSweep(sets, undefined)[0] });
   if (ctx.values['dry-run']) return showPlan({ ...ctx, values: { ...ctx.values, set: expandSweep(sets, undefined)[0] } }, first);
   const variants = expandSweep(sets, first.sweep);
-  const jobs = positiveInt(ctx.values.jobs, '--jobs');
 
   const controller = new AbortController();
   let signalName: NodeJS.Signals | undefined;
@@ -124,6 +125,11 @@ const run: Command = async (ctx) => {
       const pipeline = i === 0 && variants.length === 1 ? first : await loadPipeline(file, builtins, { set: variant });
       if (variants.length > 1) say(`\n── sweep ${i + 1}/${variants.length}: ${variant.filter((s) => !sets.includes(s)).join(' ') || variant.join(' ')}`);
       const session = await openSession(cacheDirFor(pipeline, ctx.values['cache-dir']), (m) => say(`warning: ${m}`));
+      if (i === 0) {
+        // A dataset that is not on disk but declares a source is fetched (with consent) before planning.
+        const { fetchMissingSources } = await import('./datasets/fetch-missing.js');
+        await fetchMissingSources(pipeline, { download: !!ctx.values.download, signal: controller.signal, say });
+      }
       const reporter = makeReporter(ctx.values.json === true);
       const { record } = await runPipeline(pipeline, session, {
         force: forceOption(ctx),
@@ -172,6 +178,7 @@ function printRunEnd(record: RunRecord, pipeline: Pipeline, verbose: boolean): v
   const metrics = formatMetrics(record);
   if (metrics) print(metrics);
   for (const s of record.stages.filter((x) => x.status === 'failed')) print(`✖ ${s.name} failed: ${s.failure ? describeFailure(s.failure, verbose) : s.error}`);
+  for (const s of record.stages.filter((x) => x.note)) print(`- ${s.name} skipped: ${s.note}`);
   for (const o of record.outputs) print(`wrote ${path.relative(process.cwd(), path.resolve(pipeline.projectDir, o))}`);
   print(`run ${record.id} ${record.status} in ${formatDuration(took)}: ${counts.join(', ')}`);
 }
@@ -298,4 +305,19 @@ async function writeFileAtomic(file: string, text: string): Promise<void> {
   }
 }
 
-export const commands: Record<string, Command> = { run, status, validate, runs, show, gc, steps, schema, compare, predict, report: reportCommand };
+const init: Command = async (ctx) => {
+  if (ctx.args.length > 1) throw new UsageError(`tlpipe init takes one dataset folder; got also "${ctx.args.slice(1).join(' ')}".`);
+  const dataDir = ctx.args[0] ?? 'data';
+  if (!ctx.args[0] && !existsSync(dataDir)) throw new UsageError('Usage: tlpipe init DATA_DIR [--out FILE] [--force]. DATA_DIR is the folder holding the images.');
+  const { initPipeline } = await import('./init/init.js');
+  const result = await initPipeline(dataDir, { projectDir: findProjectDir(process.cwd()), file: ctx.values.out, force: !!ctx.values.force });
+  const { found, count } = result;
+  const total = count.classes.reduce((n, c) => n + c.images, 0);
+  const file = path.relative(process.cwd(), result.file) || result.file;
+  say(`Found ${found.description.replaceAll(path.resolve(dataDir), path.normalize(dataDir).replace(/\/$/, ''))}`);
+  say(`  ${count.classes.length} classes, ${total} labelled images (${count.classes.slice(0, 8).map((c) => `${c.name} ${c.images}`).join(', ')}${count.classes.length > 8 ? ', …' : ''}); ${count.test ? `${count.test} test images` : 'no test images'}`);
+  say(`Wrote ${file}. Run it:\n  tlpipe run ${file}`);
+  return ExitCode.ok;
+};
+
+export const commands: Record<string, Command> = { run, status, validate, runs, show, gc, steps, schema, compare, predict, report: reportCommand, init };

@@ -7,7 +7,8 @@ import { tlpipe } from './support/cli.js';
 import { tempDir } from './support/tmp.js';
 
 async function validate(files: Record<string, string>) {
-  const dir = await tempDir({ 'package.json': '{}', ...files });
+  // The dataset folder exists: folders are checked at validation too.
+  const dir = await tempDir({ 'package.json': '{}', 'data/.keep': '', ...files });
   return tlpipe(['validate', 'p.yaml'], { cwd: dir });
 }
 

@@ -63,6 +63,11 @@ import {
   truncate,
 } from './support/faults.js';
 import { fixture, needsFixtures } from './support/fixtures.js';
+import { serveWithRanges } from './support/range-server.js';
+import { buildZip } from './support/zip.js';
+import { DownloadError } from '../src/datasets/download.js';
+import { ExtractError } from '../src/datasets/extract.js';
+import { fetchSource } from '../src/datasets/source.js';
 
 // The table is printed when the test process exits, so that it comes after
 // every test's own report; the assertion on it is the last test below.
@@ -844,23 +849,24 @@ stages:
     const outside = await scratchDir('outside');
     const marker = path.join(outside, 'escaped.txt');
     const write = (to: string) => `require('fs').writeFileSync(${JSON.stringify(to)},'x')`;
-    const cases: [string, string, RegExp][] = [
-      ['exec outs: [../x]', `outs: ["../${path.basename(outside)}/escaped.txt"]\n      command: [node, -e, ${JSON.stringify(write(`../${path.basename(outside)}/escaped.txt`))}]`, /outside the project folder/],
-      ['exec outs: an absolute path', `outs: [${JSON.stringify(marker)}]\n      command: [node, -e, ${JSON.stringify(write(marker))}]`, /outside the project folder/],
-      ['exec cwd: ..', `cwd: ..\n      command: [node, -e, ${JSON.stringify(write(marker))}]`, /outside the project folder/],
+    // Declared outputs are refused at validation (exit 2); a working folder outside, when the stage starts (exit 1).
+    const cases: [string, string, RegExp, number][] = [
+      ['exec outs: [../x]', `outs: ["../${path.basename(outside)}/escaped.txt"]\n      command: [node, -e, ${JSON.stringify(write(`../${path.basename(outside)}/escaped.txt`))}]`, /p\.yaml:\d+:\d+ The output of stage "esc" would be written to .*, outside the project folder/, 2],
+      ['exec outs: an absolute path', `outs: [${JSON.stringify(marker)}]\n      command: [node, -e, ${JSON.stringify(write(marker))}]`, /p\.yaml:\d+:\d+ The output of stage "esc" would be written to .*, outside the project folder/, 2],
+      ['exec cwd: ..', `cwd: ..\n      command: [node, -e, ${JSON.stringify(write(marker))}]`, /outside the project folder/, 1],
     ];
     rethrowFirst(
-      await pool(cases, 2, ([name, withText, says]) =>
+      await pool(cases, 2, ([name, withText, says, code]) =>
         trial('security', name, async () => {
           const dir = path.join(outside, `p-${sha256Hex(name).slice(0, 6)}`);
           await fs.mkdir(dir);
           await fs.writeFile(path.join(dir, 'package.json'), '{}');
           await fs.writeFile(path.join(dir, 'p.yaml'), `tlpipe: 1\nname: esc\nstages:\n  esc:\n    uses: exec\n    with:\n      ${withText}\n`);
           const r = await cli(['run', 'p.yaml'], { cwd: dir, timeoutMs: 60_000 });
-          expectClean(r, 1, name);
+          expectClean(r, code, name);
           if (!says.test(r.stdout + r.stderr)) throw new Error(`message does not say ${says}: ${r.stderr.slice(-500)}`);
           if (await fs.stat(marker).then(() => true, () => false)) throw new Lost(`a file was written outside the project: ${marker}`);
-          return `refused (exit 1, "${(/Output path .*? is outside the project folder/.exec(r.stdout + r.stderr)?.[0] ?? says.source).slice(0, 70)}"), the command never ran`;
+          return `refused (exit ${code}, "${(/(Output path|would be written to) .*? outside the project folder/.exec(r.stdout + r.stderr)?.[0] ?? says.source).slice(0, 70)}"), the command never ran`;
         }),
       ),
     );
@@ -876,11 +882,13 @@ stages:
         trial('security', name, async () => {
           const { dir, ref } = await projectFromReference([]);
           const r = await cli(runArgs(ref.data, '--set', set), { cwd: dir, timeoutMs: RUN_BOUND_MS });
-          expectClean(r, 1, name);
-          if (!/is outside the project folder/.test(r.stderr + r.stdout)) throw new Error(`no clear refusal: ${r.stderr.slice(-600)}`);
+          // Refused at validation, before any stage runs.
+          expectClean(r, 2, name);
+          if (!/would be written to .*, outside the project folder/.test(r.stderr + r.stdout)) throw new Error(`no clear refusal: ${r.stderr.slice(-600)}`);
+          if (/running/.test(r.stderr)) throw new Error(`a stage ran before the refusal: ${r.stderr.slice(0, 300)}`);
           const target = path.resolve(dir, set.split('=')[1]!);
           if (await fs.stat(target).then(() => true, () => false)) throw new Lost(`written outside the project: ${target}`);
-          return 'refused: "Output path … is outside the project folder", nothing written';
+          return 'refused at validation (exit 2): "… would be written to …, outside the project folder", nothing ran or was written';
         }),
       ),
     );
@@ -1105,7 +1113,7 @@ describe('bad data: broken, hostile and unusual images, folders and models', { s
           },
         },
         { name: 'a model URL that answers 404', args: ['--set', `backbone=${server.url('/m/missing.onnx')}`, '--set', `backbone.sha256=${MOBILENET_SHA}`], env: { TLPIPE_MODELS: '' }, says: /HTTP 404/, code: 1 },
-        { name: 'a model URL without its sha256', args: ['--set', `backbone=${server.url('/m/good.onnx')}`], env: { TLPIPE_MODELS: '' }, says: /needs its sha256/, code: 64 },
+        { name: 'a model URL without its sha256', args: ['--set', `backbone=${server.url('/m/good.onnx')}`], env: { TLPIPE_MODELS: '' }, says: /catsdogs\.yaml:\d+:\d+ Stage "backbone": A model given by URL needs its sha256/, code: 2 },
       ];
       rethrowFirst(
         await pool(cases, 2, (c) =>
@@ -1130,6 +1138,91 @@ describe('bad data: broken, hostile and unusual images, folders and models', { s
 describe('the CUDA device and carrying files to a GPU machine in parts', () => {
   test("device 'cuda' without a provider, device 'auto' with one that cannot load", { skip: needsFixtures, timeout: 300_000 }, deviceTrials);
   test('a damaged, rotted or missing part is named and nothing is extracted', { timeout: 120_000 }, carryTrials);
+});
+
+// ── dataset downloads ────────────────────────────────────────────────────
+
+describe('dataset downloads: cut connections, wrong bytes, changed and hostile archives', () => {
+  const bytes = (seed: string, n: number) => {
+    const rng = random(seedFor(seed));
+    return Buffer.from(Array.from({ length: n }, () => rng.int(0, 255)));
+  };
+  const archive = (seed: number) =>
+    buildZip(Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`PetImages/${i % 2 ? 'Dog' : 'Cat'}/${i}.jpg`, bytes(`zip${seed}-${i}`, 4000)])));
+
+  test('a download cut at seeded points resumes to the same bytes; wrong, changed, hostile or truncated archives are refused and nothing half-extracted stays', { timeout: 120_000 }, async () => {
+    const good = archive(1);
+    const evil = buildZip({ 'PetImages/Cat/1.jpg': 'x', 'PetImages/../../escaped.txt': 'bad' });
+    const truncatedZip = good.subarray(0, Math.floor(good.length * 0.6));
+    const server = await serveWithRanges({ '/good.zip': good, '/evil.zip': evil, '/truncated.zip': truncatedZip });
+    const noPartialDataset = async (root: string) => {
+      const parent = path.dirname(root);
+      const names = await fs.readdir(parent).catch(() => [] as string[]);
+      const left = names.filter((n) => n.startsWith(`${path.basename(root)}.tlpipe-tmp-`) || (n === path.basename(root)));
+      if (left.length) throw new Lost(`a partial dataset was left: ${left.join(', ')}`);
+    };
+    try {
+      const rnd = random(seedFor('download-cuts'));
+      for (let k = 0; k < 3; k++) {
+        const cutAt = 1 + Math.floor(rnd.next() * (good.length - 2));
+        await trial('downloads', `connection cut at byte ${cutAt} of ${good.length}`, async () => {
+          const dir = await scratchDir('dl');
+          const env = { TLPIPE_DOWNLOADS: path.join(dir, 'downloads') };
+          const root = path.join(dir, 'data');
+          const source = { url: server.url('/good.zip'), size: good.length, sha256: sha256Hex(good) };
+          server.cutNext('/good.zip', cutAt);
+          const first = await fetchSource(source, root, { env }).then(() => 'finished', (e: Error) => e);
+          if (first === 'finished') throw new Error('the cut download finished');
+          if (!(first instanceof DownloadError)) throw new Error(`not a clear download error: ${String(first)}`);
+          await noPartialDataset(root);
+          await fetchSource(source, root, { env });
+          const got = await fs.readFile(path.join(env.TLPIPE_DOWNLOADS, 'good.zip'));
+          if (!got.equals(good)) throw new Lost('the resumed download differs from the published file');
+          const files = await fs.readdir(path.join(root, 'PetImages', 'Cat'));
+          if (files.length !== 10) throw new Lost(`extracted ${files.length} cat images, not 10`);
+          return `resumed from byte ${server.requests.at(-1)!.range.replace(/\D/g, '') || '0'}, same sha256, 20 images extracted`;
+        });
+      }
+      await trial('downloads', 'the server sends other bytes than the published sha256', async () => {
+        const dir = await scratchDir('dl');
+        const env = { TLPIPE_DOWNLOADS: path.join(dir, 'downloads') };
+        const e = await fetchSource({ url: server.url('/good.zip'), sha256: 'ab'.repeat(32) }, path.join(dir, 'data'), { env }).then(() => null, (x: Error) => x);
+        if (!e || !/has sha256 [0-9a-f]{64}, not the expected/.test(e.message)) throw new Lost(`accepted or unclear: ${e?.message}`);
+        if ((await fs.readdir(env.TLPIPE_DOWNLOADS)).length) throw new Lost('the wrong bytes were kept');
+        await noPartialDataset(path.join(dir, 'data'));
+        return 'refused, the download deleted, nothing extracted';
+      });
+      await trial('downloads', 'the kept archive changes after its sha256 was recorded', async () => {
+        const dir = await scratchDir('dl');
+        const env = { TLPIPE_DOWNLOADS: path.join(dir, 'downloads') };
+        await fetchSource({ url: server.url('/good.zip') }, path.join(dir, 'first'), { env });
+        await flipByte(path.join(env.TLPIPE_DOWNLOADS, 'good.zip'), random(seedFor('download-flip')));
+        const e = await fetchSource({ url: server.url('/good.zip') }, path.join(dir, 'second'), { env }).then(() => null, (x: Error) => x);
+        if (!e || !/not the recorded/.test(e.message)) throw new Lost(`a changed archive was used: ${e?.message}`);
+        await noPartialDataset(path.join(dir, 'second'));
+        return 'refused against the recorded sha256, moved aside';
+      });
+      await trial('downloads', 'an archive entry climbing out of the dataset folder', async () => {
+        const dir = await scratchDir('dl');
+        const env = { TLPIPE_DOWNLOADS: path.join(dir, 'downloads') };
+        const e = await fetchSource({ url: server.url('/evil.zip') }, path.join(dir, 'data'), { env }).then(() => null, (x: Error) => x);
+        if (!(e instanceof ExtractError)) throw new Lost(`extracted: ${String(e)}`);
+        if (await fs.stat(path.join(dir, 'escaped.txt')).then(() => true, () => false)) throw new Lost('a file was written outside the dataset folder');
+        await noPartialDataset(path.join(dir, 'data'));
+        return `refused: ${e.message.replace(/^.*: (invalid)/, '$1').slice(0, 60)}`;
+      });
+      await trial('downloads', 'a truncated archive (no sha256 published)', async () => {
+        const dir = await scratchDir('dl');
+        const env = { TLPIPE_DOWNLOADS: path.join(dir, 'downloads') };
+        const e = await fetchSource({ url: server.url('/truncated.zip') }, path.join(dir, 'data'), { env }).then(() => null, (x: Error) => x);
+        if (!(e instanceof ExtractError)) throw new Lost(`a truncated archive was extracted: ${String(e)}`);
+        await noPartialDataset(path.join(dir, 'data'));
+        return `refused: ${e.message.slice(-70)}`;
+      });
+    } finally {
+      await server.close();
+    }
+  });
 });
 
 // ── the verdict ──────────────────────────────────────────────────────────

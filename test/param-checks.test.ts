@@ -33,7 +33,8 @@ stages:
 ${train}`;
 
 async function validate(text: string) {
-  const dir = await tempDir({ 'package.json': '{}', 'p.yaml': text });
+  // The dataset folder exists: folders are checked at validation too.
+  const dir = await tempDir({ 'package.json': '{}', 'data/.keep': '', 'p.yaml': text });
   return tlpipe(['validate', 'p.yaml'], { cwd: dir });
 }
 

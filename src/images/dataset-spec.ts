@@ -6,7 +6,7 @@ import { CATS_VS_DOGS_RULE, compileLabelRule, LabelRuleError, type LabelRule } f
 import { DEFAULT_MAX_PIXELS } from './transform-spec.js';
 import { DatasetError } from './dataset-error.js';
 
-export type DatasetLayout = 'filename' | 'folders' | 'csv';
+export type DatasetLayout = 'filename' | 'folders' | 'csv' | 'auto';
 
 interface CommonDatasetSpec {
   /** Fraction of each class held out for validation when no validation set is given (default 0.2). */
@@ -51,7 +51,20 @@ export interface CsvDatasetSpec extends CommonDatasetSpec {
   classes?: string[];
 }
 
-export type DatasetSpec = FilenameDatasetSpec | FoldersDatasetSpec | CsvDatasetSpec;
+/** Any of the layouts above, recognised from the folder (src/images/layout-detect.ts). */
+export interface AutoDatasetSpec extends Omit<CommonDatasetSpec, 'test'> {
+  layout: 'auto';
+  root: string;
+  /** Used when the layout found labels images by file name (default: the file name's leading letters). */
+  labelRule?: LabelRule;
+  /** Used when the layout found has class folders or a manifest. */
+  classes?: string[];
+  /** Where to download the dataset from when `root` does not exist (a zip archive). */
+  source?: { url: string; size?: number; sha256?: string };
+}
+
+export type ConcreteDatasetSpec = FilenameDatasetSpec | FoldersDatasetSpec | CsvDatasetSpec;
+export type DatasetSpec = ConcreteDatasetSpec | AutoDatasetSpec;
 
 interface ResolvedCommon {
   valFraction: number;
@@ -149,10 +162,28 @@ export const datasetSpecSchema = {
   required: ['layout'],
   properties: {
     layout: {
-      enum: ['filename', 'folders', 'csv'],
+      enum: ['filename', 'folders', 'csv', 'auto'],
       description:
         "'filename': one folder, the class read from each file name (Kaggle). " +
-        "'folders': one sub-folder per class (train/ants/*.jpg). 'csv': a manifest with columns path,label.",
+        "'folders': one sub-folder per class (train/ants/*.jpg). 'csv': a manifest with columns path,label. " +
+        "'auto': recognise the layout of the folder 'root' (train/<class>/ with optional val/ and test/, Kaggle's train/ and test1/, PetImages/<class>/, a CSV manifest, or class folders with no split).",
+    },
+    root: folder("The dataset folder whose layout is recognised (layout 'auto'); relative to the project folder."),
+    source: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['url'],
+      description:
+        "A zip archive to download and extract into root when root does not exist (layout 'auto'). `tlpipe run` asks first in a terminal; elsewhere it needs --download.",
+      properties: {
+        url: { type: 'string', pattern: '^https?://', description: 'Where the archive is published.' },
+        size: { type: 'integer', minimum: 1, description: 'Its size in bytes, as published.' },
+        sha256: {
+          type: 'string',
+          pattern: '^[0-9a-fA-F]{64}$',
+          description: "Its sha256, as published. Without it the first download's sha256 is recorded, and every later use is checked against it.",
+        },
+      },
     },
     train: folder("Folder of training images (layouts 'filename' and 'folders')."),
     val: folder(
@@ -191,9 +222,10 @@ export const datasetSpecSchema = {
     },
   },
   allOf: [
-    onlyFor('filename', ['train'], ['manifest', 'valManifest', 'classes']),
-    onlyFor('folders', ['train'], ['manifest', 'valManifest', 'labelRule']),
-    onlyFor('csv', ['manifest'], ['train', 'val', 'labelRule']),
+    onlyFor('filename', ['train'], ['manifest', 'valManifest', 'classes', 'root', 'source']),
+    onlyFor('folders', ['train'], ['manifest', 'valManifest', 'labelRule', 'root', 'source']),
+    onlyFor('csv', ['manifest'], ['train', 'val', 'labelRule', 'root', 'source']),
+    onlyFor('auto', ['root'], ['train', 'val', 'test', 'manifest', 'valManifest']),
   ],
 } as const;
 
@@ -227,7 +259,7 @@ export function resolveDatasetSpec(spec: DatasetSpec, baseDir = process.cwd()): 
   const common: ResolvedCommon = {
     valFraction,
     seed,
-    test: optionalAbs(spec.test, 'test'),
+    test: optionalAbs((spec as { test?: string }).test, 'test'),
     maxPixels: positive(spec.maxPixels, 'maxPixels', DEFAULT_MAX_PIXELS),
     maxFileBytes: positive(spec.maxFileBytes, 'maxFileBytes', DEFAULT_MAX_FILE_BYTES),
   };
@@ -267,9 +299,11 @@ export function resolveDatasetSpec(spec: DatasetSpec, baseDir = process.cwd()): 
         valManifest: optionalAbs(spec.valManifest, 'valManifest'),
         classes: classes(spec.classes),
       };
+    case 'auto':
+      throw new DatasetError("dataset.layout 'auto' is resolved against the folder first (resolveAutoLayout)");
     default:
       throw new DatasetError(
-        `dataset.layout must be 'filename', 'folders' or 'csv', got ${JSON.stringify((spec as { layout?: unknown }).layout)}`,
+        `dataset.layout must be 'filename', 'folders', 'csv' or 'auto', got ${JSON.stringify((spec as { layout?: unknown }).layout)}`,
       );
   }
 }

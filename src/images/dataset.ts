@@ -3,6 +3,7 @@
 // that cannot train a classifier (no images, one class) is a DatasetError.
 // The layouts are collected by dataset-folders.ts and dataset-csv.ts, each
 // file is read and checked by dataset-read.ts, the result by dataset-checks.ts.
+import { stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { forEachConcurrent } from './concurrency.js';
@@ -18,11 +19,12 @@ import { stratifiedSplit } from './split.js';
 import type { ImageLimits } from './validate.js';
 
 export async function scanDataset(spec: DatasetSpec, options: ScanOptions = {}): Promise<DatasetScan> {
-  const resolved = resolveDatasetSpec(spec, options.baseDir);
+  const { spec: resolved, notes } = await withoutMissingOptionalFolders(resolveDatasetSpec(spec, options.baseDir));
   const { signal } = options;
   signal?.throwIfAborted();
 
   const collected = await collect(resolved, signal);
+  collected.warnings.unshift(...notes);
   if (resolved.test) await collectTest(resolved.test, collected, signal);
   const { candidates, skipped, warnings, classes } = collected;
 
@@ -99,6 +101,26 @@ export async function scanDataset(spec: DatasetSpec, options: ScanOptions = {}):
     ignored: collected.ignored.length,
     warnings,
   };
+}
+
+/**
+ * The validation and test folders are optional: one that does not exist is
+ * absent (said in a note), so one pipeline fits data with or without them.
+ * A path that exists but is not a folder is still an error (in collect).
+ */
+export async function withoutMissingOptionalFolders(spec: ResolvedDatasetSpec): Promise<{ spec: ResolvedDatasetSpec; notes: string[] }> {
+  const notes: string[] = [];
+  const exists = (p: string) => stat(p).then(() => true, () => false);
+  let out = spec;
+  if (spec.layout !== 'csv' && spec.val !== null && !(await exists(spec.val))) {
+    notes.push(`no validation folder ${spec.val}: ${spec.valFraction > 0 ? `${Math.round(spec.valFraction * 100)} % of each class is held out instead` : 'no validation'}`);
+    out = { ...out, val: null } as ResolvedDatasetSpec;
+  }
+  if (spec.test !== null && !(await exists(spec.test))) {
+    notes.push(`no test folder ${spec.test}: no test images to predict`);
+    out = { ...out, test: null };
+  }
+  return { spec: out, notes };
 }
 
 const SPLIT_ORDER: Record<Split, number> = { train: 0, val: 1, test: 2 };

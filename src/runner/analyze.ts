@@ -1,12 +1,14 @@
 // Analysis: a loaded pipeline source → a checked Pipeline, or every problem
 // found, each as a Diagnostic pointing at the line that caused it.
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { ErrorObject } from 'ajv';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Diagnostic, closest, didYouMean } from './diagnostic.js';
 import { errorMessage, PipelineInvalid } from './errors.js';
 import { type LoadedSource, type Locations, type Pointer, pointer } from './load.js';
+import { compileSchema, type Validator } from './compiled-schema.js';
+import { checkStagePaths } from './path-checks.js';
 import { structureOnly } from './pipeline-schema.js';
 import { isModuleReference, loadUserStep, type StepRegistry } from './registry.js';
 import type { Json, JsonSchema, ParamProblem, Step, UpstreamPreview } from './step.js';
@@ -41,25 +43,24 @@ export function pipelineSchema(): JsonSchema {
   return JSON.parse(readFileSync(schemaFile, 'utf8')) as JsonSchema;
 }
 
-let structureValidator: ValidateFunction | undefined;
+/** How pipeline files and step parameters are checked (compiled once, see compiled-schema.ts). */
+const VALIDATION = { allErrors: true, useDefaults: true, strict: false, verbose: true } as const;
+
+let structureValidator: Validator | undefined;
 function validateStructure(value: unknown): ErrorObject[] {
   if (!structureValidator) {
     // Step parameters are checked against each step's own schema below, with
     // better messages, so the editor-only per-step rules are left out here.
-    structureValidator = newAjv().compile(structureOnly(pipelineSchema()));
+    structureValidator = compileSchema(structureOnly(pipelineSchema()), VALIDATION);
   }
   return structureValidator(value) ? [] : [...(structureValidator.errors ?? [])];
 }
 
-export function newAjv(): Ajv {
-  return new Ajv({ allErrors: true, useDefaults: true, strict: false, verbose: true });
-}
-
-const stepValidators = new WeakMap<Step, ValidateFunction>();
-function stepValidator(step: Step): ValidateFunction {
+const stepValidators = new WeakMap<Step, Validator>();
+function stepValidator(step: Step): Validator {
   let v = stepValidators.get(step);
   if (!v) {
-    v = newAjv().compile(step.paramsSchema);
+    v = compileSchema(step.paramsSchema, VALIDATION);
     stepValidators.set(step, v);
   }
   return v;
@@ -77,6 +78,7 @@ export async function analyze(source: LoadedSource, builtins: StepRegistry): Pro
   const { value, locations } = source;
   const file = source.files[0]!.path;
   const pipelineDir = path.dirname(file);
+  const projectDir = findProjectDir(pipelineDir);
 
   checkFiniteNumbers(value, '', locations, diagnostics);
   for (const e of validateStructure(value)) if (e.keyword !== 'if') diagnostics.push(toDiagnostic(e, '', locations));
@@ -108,7 +110,10 @@ export async function analyze(source: LoadedSource, builtins: StepRegistry): Pro
     if (!validate(params)) {
       // An `if` error only repeats what its `then` branch already reported.
       for (const e of validate.errors ?? []) if (e.keyword !== 'if') diagnostics.push(toDiagnostic(e, `${at}/with`, locations, `stage "${name}"`));
-    } else validParams.add(name);
+    } else {
+      validParams.add(name);
+      checkStagePaths(step, name, params, at, projectDir, locations, diagnostics);
+    }
     stages.push({ name, uses: raw.uses, step, params, inputs });
   }
   checkParams(stages, validParams, locations, diagnostics);
@@ -120,7 +125,7 @@ export async function analyze(source: LoadedSource, builtins: StepRegistry): Pro
     name: String(value.name),
     file,
     pipelineDir,
-    projectDir: findProjectDir(pipelineDir),
+    projectDir,
     params: source.params,
     sweep: value.sweep as Record<string, unknown[]> | undefined,
     stages: ordered,

@@ -18,6 +18,8 @@ export type RunEvent =
       metrics?: { [name: string]: Json };
       error?: string;
       failure?: StageFailure;
+      /** Why a stage was skipped, when it had nothing to do. */
+      note?: string;
     }
   | { type: 'warning'; message: string };
 

@@ -11,7 +11,7 @@ import type { EventSink } from './events.js';
 import type { PathHasher } from './path-hasher.js';
 import { type Plan, type PlannedStage, planContext } from './plan.js';
 import type { Artifact, StepContext, StepResult } from './step.js';
-import { type ArtifactEntry, type ArtifactStore, hashFile, isAlive } from './store.js';
+import { type ArtifactEntry, type ArtifactStore, isAlive } from './store.js';
 
 export interface ExecuteOptions {
   runId: string;
@@ -154,6 +154,11 @@ export class LocalExecutor implements Executor {
           return fail(new StageBug(stage.name, stage.uses, e).failure());
         }
         options.signal.throwIfAborted();
+        if (result.nothingToDo !== undefined) {
+          const note = result.nothingToDo;
+          options.emit({ type: 'stage-end', stage: stage.name, status: 'skipped', durationMs: elapsed(), fingerprint, note });
+          return { ...base, status: 'skipped', note, durationMs: elapsed(), metrics: {}, outputs: [] };
+        }
         const entry = await this.store.commit(outDir, {
           fingerprint,
           record: planned.record,
@@ -219,7 +224,8 @@ export class LocalExecutor implements Executor {
       if (!stored) throw new StepFailure(`cannot publish "${file}" to ${to}: the stage did not write that file in its output folder`);
       const object = this.store.objectPath(stored.sha256);
       await removeStaleTemps(target);
-      const same = await hashFile(target).then(
+      // A published file unchanged since it was last hashed is not read again.
+      const same = await this.hasher.hashFile(target).then(
         (h) => h === stored.sha256,
         () => false,
       );

@@ -215,7 +215,11 @@ function mergeInto(
   for (const [key, value] of Object.entries(over)) {
     const p = `${at}${pointer(key)}`;
     const loc = overLocations.get(p);
-    if (isObject(value) && isObject(base[key])) {
+    if (value === null) {
+      // `key: null` in a file that extends another removes the key it inherits.
+      delete base[key];
+      baseLocations.dropBelow(p);
+    } else if (isObject(value) && isObject(base[key])) {
       if (loc) baseLocations.set(p, loc);
       mergeInto(base[key] as Record<string, unknown>, value, p, baseLocations, overLocations);
     } else {
@@ -262,9 +266,14 @@ function applySets(value: Record<string, unknown>, locations: Locations, sets: s
       if (!isObject(obj[part])) obj[part] = {};
       obj = obj[part] as Record<string, unknown>;
     }
-    obj[target.at(-1)!] = parsed;
     const p = pointer(...target);
     locations.dropBelow(p);
+    if (parsed === null) {
+      // `--set dataset.test=null` removes the key, as `key: null` does in `extends:`.
+      delete obj[target.at(-1)!];
+      continue;
+    }
+    obj[target.at(-1)!] = parsed;
     locations.set(p, { file, start: eq + 1, end: assignment.length, keyStart: 0, keyEnd: eq });
   }
 }

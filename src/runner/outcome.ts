@@ -35,6 +35,8 @@ export interface StageOutcome {
   /** The failure in words (describeFailure without --verbose). */
   error?: string;
   failure?: StageFailure;
+  /** Why the stage was skipped when it had nothing to do (StepResult.nothingToDo). */
+  note?: string;
   /** 73 when the stage failed because the cache or an output could not be written (disk full...). */
   exitCode?: number;
 }

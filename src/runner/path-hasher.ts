@@ -1,11 +1,31 @@
-// Content hashes of the files and folders stages read. Re-hashing a large data
-// folder on every `status` would be slow, so hashes are remembered by
-// (inode, size, mtime): a file whose stat is unchanged is taken as unchanged,
-// as DVC and make do. The memo is only a speed-up: losing it is harmless.
+// Content hashes of the files and folders stages read, and of the store's
+// objects when a cached artifact is verified. Re-hashing a large data folder
+// (or a large cached matrix) on every `status` and every cached run would be
+// slow, so hashes are remembered by (inode, size, mtime, ctime): a file whose
+// stat is unchanged is taken as unchanged, as DVC and make do (ctime too: it
+// changes on every write, chmod or utimes and no program can set it back).
+// The memo is only a speed-up: losing it is harmless. See docs/reliability.md.
+import type { Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { canonicalJson, sha256 } from './fingerprint.js';
 import { hashFile } from './store.js';
+
+const STAT_CONCURRENCY = 32;
+
+/** `fn` over `items`, at most `limit` at once, results in order. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
 
 interface Memo {
   [file: string]: { stat: string; sha256: string };
@@ -15,7 +35,11 @@ export class PathHasher {
   private memo: Memo = {};
   private dirty = false;
 
-  constructor(private readonly memoFile?: string) {}
+  constructor(
+    private readonly memoFile?: string,
+    /** How a file is hashed when its stat does not prove it unchanged. */
+    private readonly hash: (file: string) => Promise<string> = hashFile,
+  ) {}
 
   async load(): Promise<void> {
     if (!this.memoFile) return;
@@ -33,12 +57,12 @@ export class PathHasher {
     this.dirty = false;
   }
 
-  async hashFile(file: string): Promise<string> {
-    const st = await fs.stat(file);
-    const key = `${st.ino}:${st.size}:${st.mtimeMs}`;
+  async hashFile(file: string, stat?: Stats): Promise<string> {
+    const st = stat ?? (await fs.stat(file));
+    const key = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
     const known = this.memo[file];
     if (known && known.stat === key) return known.sha256;
-    const digest = await hashFile(file);
+    const digest = await this.hash(file);
     this.memo[file] = { stat: key, sha256: digest };
     this.dirty = true;
     return digest;
@@ -57,13 +81,19 @@ export class PathHasher {
       if (seen.has(real)) return; // a symlink loop: each real folder counts once
       seen.add(real);
       const entries = (await fs.readdir(dir)).sort();
-      for (const name of entries) {
-        const full = path.join(dir, name);
-        const s = await fs.stat(full).catch(() => undefined);
+      // Stats at once, not one after another: a folder of thousands of images
+      // is mostly waiting on the file system.
+      const stats = await mapLimit(entries, STAT_CONCURRENCY, (name) => fs.stat(path.join(dir, name)).catch(() => undefined));
+      const hashes = await mapLimit(entries, STAT_CONCURRENCY, (name, i) => {
+        const s = stats[i];
+        return s?.isFile() ? this.hashFile(path.join(dir, name), s) : Promise.resolve(undefined);
+      });
+      for (const [i, name] of entries.entries()) {
+        const s = stats[i];
         if (!s) continue; // dangling symlink: not content
         const r = rel ? `${rel}/${name}` : name;
-        if (s.isDirectory()) await walk(full, r);
-        else if (s.isFile()) lines.push(`${r}\0${await this.hashFile(full)}`);
+        if (s.isDirectory()) await walk(path.join(dir, name), r);
+        else if (s.isFile()) lines.push(`${r}\0${hashes[i]}`);
       }
     };
     await walk(p, '');

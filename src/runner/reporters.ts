@@ -61,7 +61,7 @@ export class PlainReporter implements Reporter {
       case 'stage-end': {
         const mark = { ran: this.paint(32, '✔'), cached: this.paint(32, '✔'), failed: this.paint(31, '✖'), skipped: '-' }[e.status];
         const what = e.status === 'ran' ? `done in ${formatDuration(e.durationMs)}` : e.status;
-        this.write(`${mark} ${e.stage}: ${what}${e.error ? `: ${e.error}` : ''}`);
+        this.write(`${mark} ${e.stage}: ${what}${e.error ? `: ${e.error}` : ''}${e.note ? `: ${e.note}` : ''}`);
         break;
       }
       case 'warning':
@@ -117,7 +117,7 @@ export class TerminalReporter implements Reporter {
         view.logs.push(`  ${e.stage}${e.level === 'warn' ? ' warning' : ''}: ${e.message}`);
         break;
       case 'stage-end':
-        this.show(view, `${e.stage}: ${e.status === 'ran' ? `done in ${formatDuration(e.durationMs)}` : e.status}${e.error ? `: ${e.error.split('\n')[0]}` : ''}`);
+        this.show(view, `${e.stage}: ${e.status === 'ran' ? `done in ${formatDuration(e.durationMs)}` : e.status}${e.error ? `: ${e.error.split('\n')[0]}` : ''}${e.note ? `: ${e.note}` : ''}`);
         view.finish(e.status === 'failed' ? new Error(`${e.stage}: ${e.error ?? 'failed'}`) : undefined);
         break;
     }

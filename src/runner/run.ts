@@ -38,6 +38,8 @@ export async function openSession(root: string, onWarning?: (m: string) => void)
   const store = await ArtifactStore.open(root, onWarning);
   const hasher = new PathHasher(path.join(store.root, 'state', 'path-hashes.json'));
   await hasher.load();
+  // Cached objects whose stat proves them unchanged since they were last hashed are not re-hashed.
+  store.hashObject = (file, stat) => hasher.hashFile(file, stat);
   return { store, hasher };
 }
 

@@ -45,7 +45,20 @@ export interface Step<P = any> {
    * for `status`; it goes into the stage's fingerprint.
    */
   dependencies?(params: P, ctx: PlanContext): Promise<Json>;
+  /**
+   * Paths the stage will read and write, for checks at validation, before any
+   * work: a read path must exist, a written one must stay inside the project.
+   * `param` points at the parameter under `with:` ("to", "outs/0").
+   */
+  paths?(params: P): { reads?: PathUse[]; writes?: PathUse[] };
   run(ctx: StepContext, params: P, inputs: Inputs): Promise<StepResult>;
+}
+
+export interface PathUse {
+  param: string;
+  path: string;
+  /** What it is, for the message: "dataset folder", "model file". */
+  what: string;
 }
 
 export interface InputPort {
@@ -141,6 +154,12 @@ export interface StepResult {
   publish?: { file: string; to: string }[];
   /** Chunk scopes this artifact depends on (kept by gc). */
   chunkScopes?: string[];
+  /**
+   * Set when the stage had nothing to do (predictions for a dataset without
+   * test images): one line saying why. Nothing is stored or published; the
+   * stage reports `skipped` and the run still succeeds.
+   */
+  nothingToDo?: string;
 }
 
 export function defineStep<P>(step: Step<P>): Step<P> {

@@ -18,6 +18,7 @@ export function runSummary(r: RunRecord) {
       fingerprint: s.fingerprint,
       reason: s.reason,
       ...(s.error ? { error: s.error } : {}),
+      ...(s.note ? { note: s.note } : {}),
     })),
     metrics: Object.fromEntries(r.stages.filter((s) => Object.keys(s.metrics ?? {}).length).map((s) => [s.name, s.metrics])),
     outputs: r.outputs,

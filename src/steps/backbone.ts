@@ -32,6 +32,11 @@ export const backboneStep = defineStep<Static<typeof paramsSchema>>({
     return { sha256 };
   },
 
+  paths(params) {
+    const ref = parseModelReference(params.model, params.sha256, '/');
+    return ref.kind === 'path' ? { reads: [{ param: 'model', path: params.model, what: 'model file' }] } : {};
+  },
+
   async run(ctx, params) {
     const ref = parseModelReference(params.model, params.sha256, ctx.projectDir);
     const resolved = await resolveModel(ref, {

@@ -2,12 +2,14 @@
 // artifact is a manifest (path, content hash, label, id, split), so the cache
 // follows the data's content, not its timestamps. Unreadable images are
 // skipped, counted and listed, never silently.
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { datasetManifestKind, type DatasetManifest, datasetPreviewJson, datasetValueJson, MANIFEST_FILE, writeDatasetManifest } from '../artifacts/dataset-manifest.js';
 import type { DatasetScan } from '../images/dataset-types.js';
 import { datasetSpecSchema, DEFAULT_VAL_FRACTION, resolveDatasetSpec, type DatasetSpec } from '../images/dataset-spec.js';
 import type { ImageCheck } from '../images/validate.js';
-import { defineStep } from '../runner/step.js';
+import { defineStep, type Json } from '../runner/step.js';
+import { resolveAutoLayout } from '../images/layout-detect.js';
 import { withoutIds } from './schema.js';
 
 const SHOWN_SKIPS = 20;
@@ -22,25 +24,48 @@ export const datasetStep = defineStep<DatasetSpec>({
   paramsSchema: withoutIds(datasetSpecSchema),
 
   preview(params) {
-    const heldOut = params.layout === 'csv' ? params.valManifest !== undefined : params.val !== undefined;
+    const heldOut = params.layout === 'csv' ? params.valManifest !== undefined : 'val' in params && params.val !== undefined;
     return datasetPreviewJson({ hasValidationSplit: heldOut || (params.valFraction ?? DEFAULT_VAL_FRACTION) > 0 });
   },
 
+  paths(params) {
+    // The validation and test folders are optional (absent when missing); the rest must exist.
+    // A dataset with a source is fetched before planning when its folder is missing.
+    if (params.layout === 'auto') return { reads: params.source ? [] : [{ param: 'root', path: params.root, what: 'dataset folder' }] };
+    resolveDatasetSpec(params, '/'); // its errors (a bad label rule...) are reported at validation too
+    if (params.layout === 'csv') return { reads: [{ param: 'manifest', path: params.manifest, what: 'dataset manifest' }] };
+    return { reads: [{ param: 'train', path: params.train, what: 'training image folder' }] };
+  },
+
   async dependencies(params, ctx) {
-    const spec = resolveDatasetSpec(params, ctx.projectDir);
+    let spec;
+    let layout: Json = null;
+    if (params.layout === 'auto' && params.source && !existsSync(path.resolve(ctx.projectDir, params.root))) {
+      // Not downloaded yet (`status`): nothing to hash; `run` fetches it first.
+      return { notDownloaded: params.source as unknown as Json };
+    }
+    const concrete = await resolveAutoLayout(params, ctx.projectDir);
+    // What `auto` recognised is part of the fingerprint: a reorganised folder is a new dataset.
+    if (concrete.detected) layout = concrete.spec as unknown as Json;
+    spec = resolveDatasetSpec(concrete.spec, ctx.projectDir);
     // Content hashes of every folder or manifest read, and where they are (the
     // manifest records absolute paths, so a moved dataset is a new one).
     const roots = spec.layout === 'csv' ? [spec.manifest, path.dirname(spec.manifest), spec.valManifest, spec.test] : [spec.train, spec.val, spec.test];
-    const content: Record<string, string> = {};
+    const optional = new Set(spec.layout === 'csv' ? [spec.test] : [spec.val, spec.test]);
+    const content: Record<string, Json> = {};
     for (const root of roots) {
       if (!root) continue;
+      if (optional.has(root) && !existsSync(root)) {
+        content[root] = 'absent'; // an optional folder that appears later changes the fingerprint
+        continue;
+      }
       try {
         content[root] = await ctx.hashPath(root);
       } catch {
         throw new Error(`${root} does not exist. Check the dataset path (relative paths start at the project folder ${ctx.projectDir}).`);
       }
     }
-    return content;
+    return layout ? { layout, content } : content;
   },
 
   async run(ctx, params) {
@@ -55,7 +80,9 @@ export const datasetStep = defineStep<DatasetSpec>({
     const { scanDataset } = await import('../images/dataset.js'); // sharp, only when scanning
     let scan: DatasetScan;
     try {
-      scan = await scanDataset(params, {
+      const { spec, detected } = await resolveAutoLayout(params, ctx.projectDir);
+      if (detected) ctx.log(detected.description);
+      scan = await scanDataset(spec, {
         baseDir: ctx.projectDir,
         signal: ctx.signal,
         onProgress: (done, total) => ctx.progress(done, total, 'images'),

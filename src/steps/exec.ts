@@ -57,6 +57,7 @@ export const execStep = defineStep<Static<typeof paramsSchema>>({
     return { deps, platform: process.platform };
   },
 
+  paths: (params) => ({ writes: params.outs.map((o, i) => ({ param: `outs/${i}`, path: o, what: 'output' })) }),
   async run(ctx, params) {
     const cwd = params.cwd ? ctx.outputPath(params.cwd) : ctx.projectDir;
     const outs = params.outs.map((o) => ({ rel: o, abs: ctx.outputPath(o) }));

@@ -9,7 +9,6 @@ import { readHead, trainedHeadKind } from '../artifacts/head.js';
 import { predictionsKind, writePredictions } from '../artifacts/predictions.js';
 import { compareIds } from '../images/order.js';
 import { defineParams, type Static, StringEnum } from '../params/define.js';
-import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
 
 const paramsSchema = defineParams({
@@ -35,11 +34,12 @@ export const exportCsvStep = defineStep<Static<typeof paramsSchema>>({
   },
   produces: predictionsKind.name,
   paramsSchema,
+  paths: (params) => ({ writes: [{ param: 'to', path: params.to, what: 'CSV' }] }),
   async run(ctx, params, inputs) {
     const to = ctx.outputPath(params.to);
     const head = await readHead(inputs.train!);
     const test = await readSplitFeatures(inputs.features!, inputs.dataset!, 'test');
-    if (!test.images.length) throw new StepFailure('there are no test images: give the dataset a test folder');
+    if (!test.images.length) return { nothingToDo: 'the dataset has no test images to predict (give it a test folder)' };
     const { predict } = await import('../train/evaluate.js'); // onnxruntime, only when predicting
     const { labels, probabilities } = await predict(head.weights, test.features);
     const C = head.classes.length;

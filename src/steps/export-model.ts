@@ -26,6 +26,7 @@ export const exportModelStep = defineStep<Static<typeof paramsSchema>>({
   },
   produces: exportedModelKind.name,
   paramsSchema,
+  paths: (params) => ({ writes: [{ param: 'to', path: params.to, what: 'model file' }] }),
   async run(ctx, params, inputs) {
     const to = ctx.outputPath(params.to);
     const head = await readHead(inputs.train!);
