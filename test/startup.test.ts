@@ -24,7 +24,7 @@ test('--version and --help answer without loading the commands or any library', 
     assert.equal(r.exitCode, 0, r.stderr);
     const loaded = (await readFile(log, 'utf8')).split('\n').filter(Boolean);
     const ours = loaded.filter((u) => u.includes('/dist/src/')).map((u) => u.replace(/^.*\/dist\/src\//, ''));
-    assert.deepEqual([...new Set(ours)].sort(), ['bin.cjs', 'cli.js', 'runner/diagnostic.js', 'runner/errors.js'], flag);
+    assert.deepEqual([...new Set(ours)].sort(), ['bin.cjs', 'cli.js', 'failure.js', 'runner/diagnostic.js', 'runner/errors.js'], flag);
     assert.equal(loaded.filter((u) => u.includes('node_modules')).length, 0, `${flag} loaded ${loaded.filter((u) => u.includes('node_modules')).join(', ')}`);
   }
 });
