@@ -161,7 +161,7 @@ const run: Command = async (ctx) => {
   if (records.length > 1) {
     // One page comparing the sweep's runs, beside their outputs.
     const [{ runReportDir }, { writeReport }] = await Promise.all([reports(), import('./report/write.js')]);
-    const file = await writeReport(records, path.join(runReportDir(records[0]!, first.projectDir), 'sweep-report.html'));
+    const file = await writeReport(records, path.join(runReportDir(records[0]!, first.projectDir), 'sweep-report.html'), { projectDir: first.projectDir });
     say(`sweep report ${path.relative(process.cwd(), file)}`);
   }
   if (ctx.values.json) print(JSON.stringify(records.length === 1 ? runSummary(records[0]!) : { runs: records.map(runSummary) }, null, 2));

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { parse } from 'yaml';
 import { pipelineSchema } from '../src/runner/analyze.js';
-import { canonicalJson, fingerprintOf, type FingerprintRecord } from '../src/runner/fingerprint.js';
+import { canonicalJson, FINGERPRINT_FORMAT, fingerprintOf, type FingerprintRecord } from '../src/runner/fingerprint.js';
 import { withStepRules } from '../src/runner/pipeline-schema.js';
 import { builtinSteps } from '../src/steps/index.js';
 import { tlpipe } from './support/cli.js';
@@ -41,7 +41,7 @@ test('tlpipe schema prints the schema; tlpipe steps lists every step type with i
 
 test('one literal fingerprint, pinned: changing how fingerprints are made must be deliberate', () => {
   const record: FingerprintRecord = {
-    format: 1,
+    format: FINGERPRINT_FORMAT,
     step: { type: 'head.train', version: 1 },
     params: { lr: 0.001, epochs: 5, betas: [0.9, 0.999], nested: { b: true, a: null } },
     inputs: { features: 'f'.repeat(64), head: 'a'.repeat(64) },
@@ -49,7 +49,10 @@ test('one literal fingerprint, pinned: changing how fingerprints are made must b
   };
   assert.equal(canonicalJson({ b: 1, a: [2, { d: 1, c: 2 }] }), '{"a":[2,{"c":2,"d":1}],"b":1}');
   // = sha256 of the canonical JSON, checked independently with sha256sum.
-  assert.equal(fingerprintOf(record), '2fea961aaefc44bef91c5679e60fd8c2553773933766775b9f92127cbf3bc405');
+  // Format 2: dataset paths enter keys relative to the project (or by content
+  // alone outside it) and the runtime builds enter the keys that depend on them.
+  assert.equal(FINGERPRINT_FORMAT, 2);
+  assert.equal(fingerprintOf(record), '1ae988c813d61fd8109696154832a7d82217f25f0a46b60070379d0ab2a0a74b');
 });
 
 const execPipeline = (stage: string) => `tlpipe: 1\nname: e\nparams:\n  evil: "; touch pwned"\nstages:\n  a:\n    uses: exec\n${stage}`;

@@ -80,7 +80,7 @@ export async function writeRunReport(
   const dir = pipelineOutDir ?? runReportDir(record, options.projectDir ?? findProjectDir(process.cwd()));
   const file = path.join(dir, 'report.html');
   try {
-    await writeReport([record], file);
+    await writeReport([record], file, { projectDir: options.projectDir });
     log(`report ${path.relative(process.cwd(), file) || file}`);
     return file;
   } catch (e) {

@@ -5,6 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { makeThumbnail } from '../images/thumbnail.js';
 import type { RunRecord } from '../runner/runs.js';
+import { findProjectDir } from '../runner/analyze.js';
 import { isAlive } from '../runner/store.js';
 import { evaluationOf, MISTAKES_SHOWN, shownMistakes } from './data.js';
 import { renderReport } from './html.js';
@@ -15,7 +16,7 @@ export const THUMBNAIL_SIZE = 96;
 const THUMBNAIL_CONCURRENCY = 4;
 
 /** Data URIs for the images the report shows; an image that is gone or unreadable gets none. */
-export async function thumbnailsFor(records: RunRecord[]): Promise<Map<string, string>> {
+export async function thumbnailsFor(records: RunRecord[], projectDir = findProjectDir(process.cwd())): Promise<Map<string, string>> {
   const paths = new Set<string>();
   for (const r of records) {
     const evaluation = evaluationOf(r);
@@ -26,7 +27,8 @@ export async function thumbnailsFor(records: RunRecord[]): Promise<Map<string, s
   const worker = async () => {
     for (let file = queue.shift(); file !== undefined; file = queue.shift()) {
       try {
-        const jpeg = await makeThumbnail(path.resolve(file), THUMBNAIL_SIZE, { quality: 70 });
+        // Manifests store paths inside the project relative to it.
+        const jpeg = await makeThumbnail(path.resolve(projectDir, file), THUMBNAIL_SIZE, { quality: 70 });
         out.set(file, `data:image/jpeg;base64,${jpeg.toString('base64')}`);
       } catch {
         // Moved, deleted or unreadable since the run: the report shows a placeholder.
@@ -56,9 +58,9 @@ export async function writeFileAtomic(file: string, data: string): Promise<void>
 }
 
 /** Renders the report of one run, or a comparison of several, into `outFile` (an HTML file). */
-export async function writeReport(records: RunRecord[], outFile: string, options: { title?: string } = {}): Promise<string> {
+export async function writeReport(records: RunRecord[], outFile: string, options: { title?: string; projectDir?: string } = {}): Promise<string> {
   const file = path.resolve(outFile);
-  const thumbnails = await thumbnailsFor(records);
+  const thumbnails = await thumbnailsFor(records, options.projectDir);
   await writeFileAtomic(file, renderReport(records, { thumbnails, title: options.title }));
   return file;
 }

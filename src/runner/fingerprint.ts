@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import type { Json } from './step.js';
 
 /** Bump when the record's shape or meaning changes: every old artifact stops matching. */
-export const FINGERPRINT_FORMAT = 1;
+export const FINGERPRINT_FORMAT = 2;
 
 export interface FingerprintRecord {
   format: number;

@@ -90,7 +90,7 @@ export async function makePlan(
     const record: FingerprintRecord = {
       format: FINGERPRINT_FORMAT,
       step: { type: stage.step.type, version: stage.step.version },
-      params: hideSecrets(stage.params),
+      params: hideSecrets(stage.step.keyParams ? stage.step.keyParams(stage.params, ctx) : stage.params),
       inputs,
       dependencies,
     };

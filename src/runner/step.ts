@@ -51,6 +51,12 @@ export interface Step<P = any> {
    * `param` points at the parameter under `with:` ("to", "outs/0").
    */
   paths?(params: P): { reads?: PathUse[]; writes?: PathUse[] };
+  /**
+   * The parameters as they enter the fingerprint, when some must not go in
+   * verbatim: a path to data outside the project is keyed by its content (in
+   * `dependencies`), not by where it is mounted. Default: all of them.
+   */
+  keyParams?(params: P, ctx: PlanContext): Json;
   run(ctx: StepContext, params: P, inputs: Inputs): Promise<StepResult>;
 }
 
@@ -160,6 +166,11 @@ export interface StepResult {
    * stage reports `skipped` and the run still succeeds.
    */
   nothingToDo?: string;
+  /**
+   * The artifact names places on this machine (data outside the project), so it
+   * is never shared through a remote cache: other machines compute their own.
+   */
+  machineLocal?: boolean;
 }
 
 export function defineStep<P>(step: Step<P>): Step<P> {

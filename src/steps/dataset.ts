@@ -10,9 +10,22 @@ import { datasetSpecSchema, DEFAULT_VAL_FRACTION, resolveDatasetSpec, type Datas
 import type { ImageCheck } from '../images/validate.js';
 import { defineStep, type Json } from '../runner/step.js';
 import { resolveAutoLayout } from '../images/layout-detect.js';
+import { keyPath, storedPath } from '../runner/location.js';
 import { withoutIds } from './schema.js';
 
 const SHOWN_SKIPS = 20;
+/** Parameters that name places: they enter the fingerprint relative to the project. */
+const PATH_FIELDS = ['root', 'train', 'val', 'test', 'manifest', 'valManifest'] as const;
+
+/** A detected layout as it enters the key: its paths relative to the project (or by content alone outside it). */
+function keyedLayout(spec: Record<string, Json>, projectDir: string): Json {
+  const out = { ...spec };
+  for (const field of PATH_FIELDS) {
+    const v = out[field];
+    if (typeof v === 'string' && v !== '') out[field] = keyPath(projectDir, v);
+  }
+  return out;
+}
 /** The chunk log remembering image checks; versioned with the check itself. */
 const CHECKS_SCOPE = 'image-checks-v1';
 
@@ -37,6 +50,17 @@ export const datasetStep = defineStep<DatasetSpec>({
     return { reads: [{ param: 'train', path: params.train, what: 'training image folder' }] };
   },
 
+  keyParams(params, ctx) {
+    // Where the data is enters the key only relative to the project; data
+    // outside it (a mounted folder) is keyed by its content alone.
+    const out: Record<string, Json> = { ...(params as unknown as Record<string, Json>) };
+    for (const field of PATH_FIELDS) {
+      const v = out[field];
+      if (typeof v === 'string' && v !== '') out[field] = keyPath(ctx.projectDir, v);
+    }
+    return out;
+  },
+
   async dependencies(params, ctx) {
     let spec;
     let layout: Json = null;
@@ -46,21 +70,24 @@ export const datasetStep = defineStep<DatasetSpec>({
     }
     const concrete = await resolveAutoLayout(params, ctx.projectDir);
     // What `auto` recognised is part of the fingerprint: a reorganised folder is a new dataset.
-    if (concrete.detected) layout = concrete.spec as unknown as Json;
+    if (concrete.detected) layout = keyedLayout(concrete.spec as unknown as Record<string, Json>, ctx.projectDir);
     spec = resolveDatasetSpec(concrete.spec, ctx.projectDir);
-    // Content hashes of every folder or manifest read, and where they are (the
-    // manifest records absolute paths, so a moved dataset is a new one).
-    const roots = spec.layout === 'csv' ? [spec.manifest, path.dirname(spec.manifest), spec.valManifest, spec.test] : [spec.train, spec.val, spec.test];
+    // Content hashes of every folder or manifest read, by role: never by an
+    // absolute path, so two checkouts of one project share their keys.
+    const roots: [string, string | null | undefined][] =
+      spec.layout === 'csv'
+        ? [['manifest', spec.manifest], ['manifestFolder', path.dirname(spec.manifest)], ['valManifest', spec.valManifest], ['test', spec.test]]
+        : [['train', spec.train], ['val', spec.val], ['test', spec.test]];
     const optional = new Set(spec.layout === 'csv' ? [spec.test] : [spec.val, spec.test]);
     const content: Record<string, Json> = {};
-    for (const root of roots) {
+    for (const [role, root] of roots) {
       if (!root) continue;
       if (optional.has(root) && !existsSync(root)) {
-        content[root] = 'absent'; // an optional folder that appears later changes the fingerprint
+        content[role] = 'absent'; // an optional folder that appears later changes the fingerprint
         continue;
       }
       try {
-        content[root] = await ctx.hashPath(root);
+        content[role] = await ctx.hashPath(root);
       } catch {
         throw new Error(`${root} does not exist. Check the dataset path (relative paths start at the project folder ${ctx.projectDir}).`);
       }
@@ -94,23 +121,28 @@ export const datasetStep = defineStep<DatasetSpec>({
     } finally {
       if (Object.keys(newChecks).length) await memo.append(Buffer.from(JSON.stringify(newChecks)));
     }
+    // Paths inside the project are stored relative to it, so the manifest is
+    // the same in every checkout; readers resolve them with ctx.inputPath.
+    const stored = (p: string) => storedPath(ctx.projectDir, p);
+    const projectPrefix = `${ctx.projectDir}${path.sep}`;
     const manifest: DatasetManifest = {
       classes: scan.classes,
-      images: scan.images,
+      images: scan.images.map((i) => ({ ...i, path: stored(i.path) })),
       counts: scan.counts,
       validation: scan.validation,
-      skipped: scan.skipped,
+      skipped: scan.skipped.map((i) => ({ ...i, path: stored(i.path) })),
       ignored: scan.ignored,
-      warnings: scan.warnings,
+      warnings: scan.warnings.map((w) => w.split(projectPrefix).join('')),
     };
+    const machineLocal = [...manifest.images, ...manifest.skipped].some((i) => path.isAbsolute(i.path));
     await writeDatasetManifest(ctx.outDir, manifest);
 
     const perClass = (counts: { perClass: number[] }) => scan.classes.map((c, i) => `${c} ${counts.perClass[i]}`).join(', ');
     ctx.log(`train ${scan.counts.train.total} (${perClass(scan.counts.train)}), validation ${scan.counts.val.total} (${perClass(scan.counts.val)}), test ${scan.counts.test.total}`);
-    for (const w of scan.warnings) ctx.warn(w);
+    for (const w of manifest.warnings) ctx.warn(w);
     if (scan.skipped.length) {
       ctx.warn(`${scan.skipped.length} unreadable image(s) skipped:`);
-      for (const s of scan.skipped.slice(0, SHOWN_SKIPS)) ctx.warn(`  ${s.path}: ${s.reason}`);
+      for (const s of manifest.skipped.slice(0, SHOWN_SKIPS)) ctx.warn(`  ${s.path}: ${s.reason}`);
       if (scan.skipped.length > SHOWN_SKIPS) ctx.warn(`  ... and ${scan.skipped.length - SHOWN_SKIPS} more (all listed in the artifact's ${MANIFEST_FILE})`);
     }
     return {
@@ -118,11 +150,12 @@ export const datasetStep = defineStep<DatasetSpec>({
         classes: scan.classes,
         counts: { train: scan.counts.train.total, val: scan.counts.val.total, test: scan.counts.test.total },
         validation: scan.validation,
-        skipped: scan.skipped.map((s) => ({ path: s.path, reason: s.reason })),
-        ignored: scan.ignored,
+        skipped: manifest.skipped.map((s) => ({ path: s.path, reason: s.reason })),
+        ignored: manifest.ignored,
       }),
       metrics: { images: scan.images.length, skipped: scan.skipped.length },
       chunkScopes: [CHECKS_SCOPE],
+      ...(machineLocal ? { machineLocal } : {}),
     };
   },
 });

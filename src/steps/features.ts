@@ -17,6 +17,7 @@ import { StepFailure } from '../runner/errors.js';
 import { defineStep, type Json, type StepContext } from '../runner/step.js';
 import type { DatasetImage } from '../images/dataset-types.js';
 import { resolveDevice } from '../onnx/runtime.js';
+import { imageRuntimeKey } from '../runner/runtime-key.js';
 
 const paramsSchema = defineParams({
   augmentedCopies: Type.Integer({
@@ -55,6 +56,10 @@ export const featuresStep = defineStep<FeaturesParams>({
   },
   produces: featuresKind.name,
   paramsSchema,
+
+  async dependencies(params) {
+    return { runtime: await imageRuntimeKey(params.device) };
+  },
 
   async run(ctx, params, inputs) {
     const manifest = await readDatasetManifest(inputs.dataset!);
@@ -165,7 +170,7 @@ async function computeMissing(ctx: StepContext, job: ComputeJob): Promise<void> 
       modelPath: job.modelPath,
       items: todo,
       load: (view, target, offset) =>
-        loadImageTensorInto(view.image.path, job.spec, target, offset, view.copy ? { rng: viewRng(view, job.augmentSeed) } : {}),
+        loadImageTensorInto(ctx.inputPath(view.image.path), job.spec, target, offset, view.copy ? { rng: viewRng(view, job.augmentSeed) } : {}),
       batchSize: job.params.batchSize,
       intraOpThreads: job.params.intraOpThreads,
       loadConcurrency: job.params.loadConcurrency,

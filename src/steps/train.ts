@@ -9,6 +9,7 @@ import { trainSpecProblems, trainSpecProperties, trainSpecSchema } from '../trai
 import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
 import { resolveDevice } from '../onnx/runtime.js';
+import { onnxRuntimeKey } from '../runner/runtime-key.js';
 
 const paramsSchema = defineParams({
   ...trainSpecProperties,
@@ -47,6 +48,10 @@ export const trainStep = defineStep<TrainParams>({
       });
     }
     return problems;
+  },
+
+  async dependencies(params) {
+    return { runtime: await onnxRuntimeKey(params.device) };
   },
 
   async run(ctx, params, inputs) {
