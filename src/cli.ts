@@ -22,6 +22,11 @@ Commands:
   report RUN...     Write a self-contained HTML report (--out FILE.html)
   predict MODEL IMAGE_OR_FOLDER...  Predict with an exported model (--out CSV)
   gc                Remove cached artifacts no kept run references
+                    (gc --remote NAME: the same in a remote)
+  remote add NAME URL [--default] [--read-only] | remote list | remote remove NAME
+                    Name a shared cache: file:///folder or s3://bucket/prefix
+  push [RUN...]     Push runs' artifacts (default: the last run) to the remote
+  pull FILE         Pull what the pipeline needs from the remote, run nothing
   steps             List the step types and their parameters
   schema            Print the pipeline JSON Schema
 
@@ -40,9 +45,14 @@ Options for run and status:
   --verbose         Show the stack of an unexpected error (a bug) in a stage
   --cache-dir DIR   Artifact store (default: .tlpipe/ in the project;
                     or TLPIPE_CACHE_DIR)
+  --remote NAME|URL The remote cache to pull from and push to (or
+                    TLPIPE_REMOTE; default: the config's default remote)
+  --no-remote       Use no remote
+  --remote-read-only  Pull only, never push (or TLPIPE_REMOTE_READ_ONLY=1)
 
 Exit codes: 0 ok, 1 a stage failed, 2 invalid pipeline file, 64 usage error,
-73 cache not writable, 130 interrupted.`;
+69 the remote is needed and cannot be reached, 73 cache not writable,
+130 interrupted.`;
 
 const options = {
   set: { type: 'string', multiple: true },
@@ -58,6 +68,11 @@ const options = {
   'keep-last': { type: 'string' },
   last: { type: 'string' },
   out: { type: 'string' },
+  remote: { type: 'string' },
+  'no-remote': { type: 'boolean' },
+  'remote-read-only': { type: 'boolean' },
+  default: { type: 'boolean' },
+  'read-only': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;

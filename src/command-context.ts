@@ -16,5 +16,11 @@ export interface CommandContext {
     'keep-last'?: string;
     last?: string;
     out?: string;
+    /** The remote cache (remote/commands.ts). */
+    remote?: string;
+    'no-remote'?: boolean;
+    'remote-read-only'?: boolean;
+    default?: boolean;
+    'read-only'?: boolean;
   };
 }

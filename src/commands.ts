@@ -19,6 +19,7 @@ import type { InputPort } from './runner/step.js';
 import { runSummary, formatMetrics } from './runner/summary.js';
 import { expandSweep } from './runner/sweep.js';
 import { compareRuns, formatComparison } from './runner/compare.js';
+import { remoteCommands, remoteForRun, remoteGc } from './remote/commands.js';
 
 /** The built-in steps, passed to the runner (which imports none). */
 const builtins = stepRegistry(builtinSteps);
@@ -73,14 +74,21 @@ const status: Command = async (ctx) => {
 async function showPlan(ctx: CommandContext, pipeline: Pipeline): Promise<number> {
   const session = await openSession(cacheDirFor(pipeline, ctx.values['cache-dir']), say);
   const plan = await planRun(pipeline, session, { force: forceOption(ctx), from: ctx.values.from, only: ctx.values.only }, new AbortController().signal);
+  // A stage missing here but in the remote would be pulled, not run.
+  const remote = await remoteForRun(ctx, pipeline, session.store);
+  const inRemote = new Set<string>();
+  for (const s of plan.stages) if (remote && s.state === 'run' && !s.forced && (await remote.has(s.fingerprint))) inRemote.add(s.stage.name);
+  remote?.close();
+  const stateOf = (s: (typeof plan.stages)[number]) => (inRemote.has(s.stage.name) ? 'in remote' : s.state === 'run' ? 'to-run' : s.state);
   if (ctx.values.json) {
-    print(JSON.stringify({ pipeline: pipeline.name, stages: plan.stages.map((s) => ({ name: s.stage.name, state: s.state === 'run' ? 'to-run' : s.state, reason: s.reason, fingerprint: s.fingerprint })) }, null, 2));
+    print(JSON.stringify({ pipeline: pipeline.name, ...(remote ? { remote: remote.name } : {}), stages: plan.stages.map((s) => ({ name: s.stage.name, state: stateOf(s), reason: s.reason, fingerprint: s.fingerprint })) }, null, 2));
     return ExitCode.ok;
   }
   const width = Math.max(...plan.stages.map((s) => s.stage.name.length));
   for (const s of plan.stages) {
-    const state = s.state === 'run' ? 'to-run' : s.state;
-    print(`${s.stage.name.padEnd(width)}  ${state.padEnd(7)} ${s.state === 'cached' ? s.fingerprint.slice(0, 12) : s.reason}`);
+    const state = stateOf(s);
+    const why = s.state === 'cached' ? s.fingerprint.slice(0, 12) : state === 'in remote' ? `${s.fingerprint.slice(0, 12)} (${remote!.name})` : s.reason;
+    print(`${s.stage.name.padEnd(width)}  ${state.padEnd(remote ? 10 : 7)} ${why}`);
   }
   return ExitCode.ok;
 }
@@ -131,7 +139,9 @@ const run: Command = async (ctx) => {
         await fetchMissingSources(pipeline, { download: !!ctx.values.download, signal: controller.signal, say });
       }
       const reporter = makeReporter(ctx.values.json === true);
+      const remote = await remoteForRun(ctx, pipeline, session.store);
       const { record } = await runPipeline(pipeline, session, {
+        remote,
         force: forceOption(ctx),
         from: ctx.values.from,
         only: ctx.values.only,
@@ -141,6 +151,7 @@ const run: Command = async (ctx) => {
         emit: (e: RunEvent) => reporter.onEvent(e),
       });
       await reporter.close();
+      remote?.close();
       records.push(record);
       if (!ctx.values.json) printRunEnd(record, pipeline, ctx.values.verbose === true);
       await (await reports()).writeRunReport(record, undefined, { projectDir: pipeline.projectDir });
@@ -151,7 +162,11 @@ const run: Command = async (ctx) => {
       }
       if (record.status === 'failed') {
         // A stage that could not write (disk full, read-only) is the cache's problem, not the pipeline's.
-        exit = record.stages.some((s) => s.exitCode === ExitCode.cantWrite) ? ExitCode.cantWrite : ExitCode.runFailed;
+        exit = record.stages.some((s) => s.exitCode === ExitCode.cantWrite)
+          ? ExitCode.cantWrite
+          : record.stages.some((s) => s.exitCode === ExitCode.unavailable)
+            ? ExitCode.unavailable
+            : ExitCode.runFailed;
       }
     }
   } finally {
@@ -170,7 +185,7 @@ const run: Command = async (ctx) => {
 };
 
 function printRunEnd(record: RunRecord, pipeline: Pipeline, verbose: boolean): void {
-  const counts = (['ran', 'cached', 'failed', 'skipped'] as const)
+  const counts = (['ran', 'pulled', 'cached', 'failed', 'skipped'] as const)
     .map((s) => [s, record.stages.filter((x) => x.status === s).length] as const)
     .filter(([, n]) => n > 0)
     .map(([s, n]) => `${n} ${s}`);
@@ -211,6 +226,9 @@ const show: Command = async (ctx) => {
 };
 
 const gc: Command = async (ctx) => {
+  if (ctx.values.remote !== undefined) {
+    return remoteGc(ctx, ctx.values['keep-last'] === undefined ? undefined : positiveInt(ctx.values['keep-last'], '--keep-last'));
+  }
   const session = await openSession(storeDirFromCwd(ctx), say);
   const keepLast = ctx.values['keep-last'] === undefined ? undefined : positiveInt(ctx.values['keep-last'], '--keep-last');
   const r = await collectGarbage(session.store, { keepLast, dryRun: ctx.values['dry-run'] });
@@ -320,4 +338,4 @@ const init: Command = async (ctx) => {
   return ExitCode.ok;
 };
 
-export const commands: Record<string, Command> = { run, status, validate, runs, show, gc, steps, schema, compare, predict, report: reportCommand, init };
+export const commands: Record<string, Command> = { run, status, validate, runs, show, gc, steps, schema, compare, predict, report: reportCommand, init, ...remoteCommands(builtins) };

@@ -68,6 +68,8 @@ import { buildZip } from './support/zip.js';
 import { DownloadError } from '../src/datasets/download.js';
 import { ExtractError } from '../src/datasets/extract.js';
 import { fetchSource } from '../src/datasets/source.js';
+import { chunkTamperTrial, pushKilledTrial, type RemoteSetup, serverStoppedTrial, type Tamper, tamperTrial, twoPushersTrial } from './support/remote-faults.js';
+import { type S3Server, startS3Server } from './support/s3-server.js';
 
 // The table is printed when the test process exits, so that it comes after
 // every test's own report; the assertion on it is the last test below.
@@ -1226,6 +1228,32 @@ describe('dataset downloads: cut connections, wrong bytes, changed and hostile a
 });
 
 // ── the verdict ──────────────────────────────────────────────────────────
+
+// ── the remote cache ─────────────────────────────────────────────────────
+
+describe('remote cache: tampered objects, entries, chunks and signatures; servers stopped; pushes killed; two pushers', () => {
+  let server: S3Server | undefined;
+  after(async () => server?.close());
+  test('nothing wrong is ever pulled, a broken remote only costs a recompute, and no entry names a missing object', { timeout: 600_000 }, async () => {
+    server = await startS3Server('tlpipe-faults');
+    const backends: [string, RemoteSetup][] = [
+      ['folder', { url: `file://${await scratchDir('remote')}`, env: {} }],
+      ['s3', { url: `s3://${server.bucket}/faults`, env: server.env }],
+    ];
+    const tampers: Tamper[] = ['object byte flipped', 'object truncated', 'object extended', 'object missing', 'entry value altered', 'entry forged with a valid checksum', 'entry signed with another key', 'entry unsigned'];
+    const rng = random(seedFor('push killed'));
+    const moments = [...new Set([0, rng.int(1, 7), rng.int(1, 7), 8])].sort((x, y) => x - y);
+    const cases: [string, () => Promise<string>][] = [
+      ...backends.flatMap(([b, setup]) => tampers.map((t): [string, () => Promise<string>] => [`${b}: ${t}`, () => tamperTrial(setup, t)])),
+      ...backends.flatMap(([b, setup]) => (['chunk byte flipped', 'chunk signed with another key'] as const).map((t): [string, () => Promise<string>] => [`${b}: ${t}`, () => chunkTamperTrial(setup, t)])),
+      ...backends.map(([b, setup]): [string, () => Promise<string>] => [`${b}: two pushers of one fingerprint at once`, () => twoPushersTrial(setup)]),
+      ['s3: server stopped mid-pull', () => serverStoppedTrial('pull')],
+      ['s3: server stopped mid-push', () => serverStoppedTrial('push')],
+      ...moments.map((k): [string, () => Promise<string>] => [`folder: push killed after ${k} of 8 objects`, () => pushKilledTrial(k)]),
+    ];
+    rethrowFirst(await pool(cases, PARALLEL, ([name, body]) => trial('remote', name, body)));
+  });
+});
 
 test('faults: no work lost and no wrong answer in any trial', () => {
   const t = tally();

@@ -8,6 +8,7 @@ import { html, type Markup } from './markup.js';
 const STATUS_LABEL: Record<StageOutcome['status'], string> = {
   ran: 'ran',
   cached: 'cached',
+  pulled: 'pulled',
   failed: 'failed',
   skipped: 'skipped',
 };
@@ -15,7 +16,7 @@ const STATUS_LABEL: Record<StageOutcome['status'], string> = {
 export function stageTimeline(stages: StageOutcome[], run: string): Markup {
   if (!stages.length) return html`<p class="empty">This run has no stages.</p>`;
   const longest = Math.max(1, ...stages.map((s) => s.durationMs));
-  const counts = (['ran', 'cached', 'failed', 'skipped'] as const)
+  const counts = (['ran', 'cached', 'pulled', 'failed', 'skipped'] as const)
     .map((status) => ({ status, n: stages.filter((s) => s.status === status).length }))
     .filter((c) => c.n > 0);
   const rows = stages.map((s) => {

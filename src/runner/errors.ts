@@ -11,6 +11,8 @@ export const ExitCode = {
   invalidPipeline: 2,
   /** Bad command-line usage or a missing file. */
   usage: 64,
+  /** The remote cache is needed and cannot be reached (EX_UNAVAILABLE). */
+  unavailable: 69,
   /** An internal error: a bug in tlpipe or a step. */
   internal: 70,
   /** The cache folder or an output cannot be written. */

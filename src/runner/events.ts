@@ -1,6 +1,6 @@
 // What the executor tells the world while it works. Reporters (terminal,
 // plain lines, JSON) only listen to these; they never reach into the runner.
-import type { StageFailure, StageStatus } from './outcome.js';
+import type { StageFailure, StageStatus, Transfer } from './outcome.js';
 import type { Json } from './step.js';
 
 export type RunEvent =
@@ -20,6 +20,8 @@ export type RunEvent =
       failure?: StageFailure;
       /** Why a stage was skipped, when it had nothing to do. */
       note?: string;
+      /** For `pulled`: what came from the remote. */
+      transfer?: Transfer;
     }
   | { type: 'warning'; message: string };
 

@@ -8,6 +8,8 @@ import { isExpectedFailure } from '../failure.js';
 import { describeFsError, errorMessage, StepFailure, StoreError } from './errors.js';
 import { describeFailure, failureExitCode, type StageFailure, StageBug, type StageOutcome } from './outcome.js';
 import type { EventSink } from './events.js';
+import { SharedChunkLog } from '../remote/chunks.js';
+import type { RemoteCache } from '../remote/cache.js';
 import type { PathHasher } from './path-hasher.js';
 import { type Plan, type PlannedStage, planContext } from './plan.js';
 import type { Artifact, StepContext, StepResult } from './step.js';
@@ -28,7 +30,12 @@ export class LocalExecutor implements Executor {
     private readonly store: ArtifactStore,
     private readonly hasher: PathHasher,
     private readonly jobs = 2,
+    /** Pull-before-run and push-after-run (remote/cache.ts); none: local only. */
+    private readonly remote?: RemoteCache,
   ) {}
+
+  /** Pushes still under way; the run waits for them before it ends. */
+  private readonly pushes: Promise<unknown>[] = [];
 
   async execute(plan: Plan, options: ExecuteOptions): Promise<StageOutcome[]> {
     const outcomes = new Map<string, Promise<StageOutcome>>();
@@ -56,6 +63,10 @@ export class LocalExecutor implements Executor {
           if (failed) return this.skipped(planned, `"${failed.name}" did not finish`, options);
           const missing = results.find((r) => !artifacts.has(r.name));
           if (missing && planned.state !== 'skip') {
+            if (this.remote?.unreachable) {
+              const message = `the artifact of "${missing.name}" is not in the local cache and the remote ${this.remote.name} cannot be reached (${this.remote.unreachable}); run without --only to compute it here`;
+              return this.failed(planned, { reason: 'remote-unreachable', message }, options);
+            }
             return this.failed(planned, { reason: 'upstream-missing', message: `the artifact of "${missing.name}" is not in the cache: run without --only first` }, options);
           }
           await slot();
@@ -67,7 +78,9 @@ export class LocalExecutor implements Executor {
         })(),
       );
     }
-    return Promise.all([...outcomes.values()]);
+    const all = await Promise.all([...outcomes.values()]);
+    await Promise.all(this.pushes);
+    return all;
   }
 
   private skipped(planned: PlannedStage, reason: string, options: ExecuteOptions): StageOutcome {
@@ -89,7 +102,8 @@ export class LocalExecutor implements Executor {
     const { name, uses } = planned.stage;
     const error = describeFailure(failure);
     options.emit({ type: 'stage-end', stage: name, status: 'failed', durationMs: 0, fingerprint: planned.fingerprint, error, failure });
-    return { name, uses, ...kindOf(planned), status: 'failed', fingerprint: planned.fingerprint, reason: planned.reason, durationMs: 0, metrics: {}, outputs: [], error, failure };
+    const exitCode = failureExitCode(failure);
+    return { name, uses, ...kindOf(planned), status: 'failed', fingerprint: planned.fingerprint, reason: planned.reason, durationMs: 0, metrics: {}, outputs: [], error, failure, ...(exitCode ? { exitCode } : {}) };
   }
 
   private async runStage(plan: Plan, planned: PlannedStage, artifacts: Map<string, Artifact>, options: ExecuteOptions): Promise<StageOutcome> {
@@ -107,7 +121,8 @@ export class LocalExecutor implements Executor {
 
     if (planned.state === 'skip') {
       // --only: this stage is not run, but a selected stage may need its artifact.
-      const found = await this.store.lookup(fingerprint, 'full');
+      let found = await this.store.lookup(fingerprint, 'full');
+      if (!found.found && this.remote && (await this.remote.pull(fingerprint)).pulled) found = await this.store.lookup(fingerprint, 'quick');
       if (found.found) artifacts.set(stage.name, found.artifact);
       return this.skipped(planned, planned.reason, options);
     }
@@ -127,6 +142,18 @@ export class LocalExecutor implements Executor {
           options.emit({ type: 'stage-end', stage: stage.name, status: 'cached', durationMs: elapsed(), fingerprint, metrics: found.entry.metrics });
           return { ...base, status: 'cached', durationMs: elapsed(), value: found.entry.value, metrics: found.entry.metrics, outputs };
         }
+        // Not here: another machine may have computed it. Verified as it comes (remote/cache.ts).
+        if (this.remote) {
+          const pulled = await this.remote.pull(fingerprint, this.transferProgress(stage.name, options));
+          const there = pulled.pulled ? await this.store.lookup(fingerprint, 'quick') : undefined;
+          if (pulled.pulled && there?.found) {
+            const outputs = await this.publish(plan, there.entry);
+            artifacts.set(stage.name, there.artifact);
+            const transfer = { bytes: pulled.bytes, ms: pulled.ms };
+            options.emit({ type: 'stage-end', stage: stage.name, status: 'pulled', durationMs: elapsed(), fingerprint, metrics: there.entry.metrics, transfer });
+            return { ...base, status: 'pulled', durationMs: elapsed(), value: there.entry.value, metrics: there.entry.metrics, outputs, transfer };
+          }
+        }
       }
 
       const inputs: { [name: string]: Artifact } = {};
@@ -139,8 +166,9 @@ export class LocalExecutor implements Executor {
       options.emit({ type: 'stage-start', stage: stage.name, reason: planned.reason });
       const outDir = await this.store.scratch(`${stage.name}-out`);
       const tmpDir = await this.store.scratch(`${stage.name}-tmp`);
+      const sharedChunks: SharedChunkLog[] = [];
       try {
-        const ctx = this.context(plan, planned, outDir, tmpDir, options);
+        const ctx = this.context(plan, planned, outDir, tmpDir, options, sharedChunks);
         let result: StepResult;
         try {
           result = await stage.step.run(ctx, stage.params, inputs);
@@ -169,14 +197,29 @@ export class LocalExecutor implements Executor {
           metrics: result.metrics ?? {},
           publish: (result.publish ?? []).map((p) => ({ file: p.file, to: path.relative(plan.pipeline.projectDir, p.to) })),
           chunkScopes: result.chunkScopes ?? [],
+          ...(result.machineLocal ? { machineLocal: true } : {}),
         });
         const outputs = await this.publish(plan, entry);
         const found = await this.store.lookup(fingerprint, 'quick');
         if (!found.found) return fail({ reason: 'cant-write', message: `the artifact vanished right after it was written (${found.reason})` });
         artifacts.set(stage.name, found.artifact);
         options.emit({ type: 'stage-end', stage: stage.name, status: 'ran', durationMs: elapsed(), fingerprint, metrics: entry.metrics });
-        return { ...base, status: 'ran', durationMs: elapsed(), value: entry.value, metrics: entry.metrics, outputs };
+        const outcome: StageOutcome = { ...base, status: 'ran', durationMs: elapsed(), value: entry.value, metrics: entry.metrics, outputs };
+        if (this.remote?.writable) {
+          // In the background: downstream stages need not wait. A failed push only warns.
+          const remote = this.remote;
+          this.pushes.push(
+            remote.push(entry).then(
+              (r) => {
+                if (r.pushed || r.bytes) outcome.pushed = { bytes: r.bytes, ms: r.ms };
+              },
+              (e) => this.store.warn(`Pushing the artifact of stage "${stage.name}" failed (${errorMessage(e)}); the local result stands.`),
+            ),
+          );
+        }
+        return outcome;
       } finally {
+        await Promise.all(sharedChunks.map((c) => c.flush()));
         await fs.rm(outDir, { recursive: true, force: true });
         await fs.rm(tmpDir, { recursive: true, force: true });
       }
@@ -191,7 +234,18 @@ export class LocalExecutor implements Executor {
     }
   }
 
-  private context(plan: Plan, planned: PlannedStage, outDir: string, tmpDir: string, options: ExecuteOptions): StepContext {
+  /** Pull and push progress as the stage's progress, in MB (the terminal draws a bar). */
+  private transferProgress(stage: string, options: ExecuteOptions) {
+    let last = 0;
+    return (done: number, total: number) => {
+      const now = performance.now();
+      if (total < 1e6 || (now - last < 100 && done !== total)) return;
+      last = now;
+      options.emit({ type: 'stage-progress', stage, done: Math.round(done / 1e5) / 10, total: Math.round(total / 1e5) / 10, unit: 'MB' });
+    };
+  }
+
+  private context(plan: Plan, planned: PlannedStage, outDir: string, tmpDir: string, options: ExecuteOptions, sharedChunks: SharedChunkLog[]): StepContext {
     const { stage, fingerprint } = planned;
     const projectDir = plan.pipeline.projectDir;
     let lastProgress = 0;
@@ -211,7 +265,13 @@ export class LocalExecutor implements Executor {
         lastProgress = now;
         options.emit({ type: 'stage-progress', stage: stage.name, done, total, unit });
       },
-      chunks: (scope?: string) => this.store.chunkLog(scope ?? fingerprint),
+      chunks: (scope?: string) => {
+        const local = this.store.chunkLog(scope ?? fingerprint);
+        if (!this.remote) return local;
+        const shared = new SharedChunkLog(local, this.remote, this.store);
+        sharedChunks.push(shared);
+        return shared;
+      },
     };
   }
 

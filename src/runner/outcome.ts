@@ -6,7 +6,13 @@
 import type { FailureReason } from '../failure.js';
 import type { Json } from './step.js';
 
-export type StageStatus = 'ran' | 'cached' | 'failed' | 'skipped';
+export type StageStatus = 'ran' | 'cached' | 'pulled' | 'failed' | 'skipped';
+
+/** Bytes moved from or to the remote cache for one stage, and how long it took. */
+export interface Transfer {
+  bytes: number;
+  ms: number;
+}
 
 export type StageFailure =
   /** A step or a library said what is wrong (bad data, a model, a parameter, CUDA, a command). */
@@ -15,6 +21,8 @@ export type StageFailure =
   | { reason: 'cant-write'; message: string }
   /** An input's artifact is not in the cache (--only). */
   | { reason: 'upstream-missing'; message: string }
+  /** An input's artifact is only in a remote cache that cannot be reached (exit 69). */
+  | { reason: 'remote-unreachable'; message: string }
   | { reason: 'interrupted'; message: string }
   /** An unexpected exception: a bug in the step or in tlpipe, with the stage it happened in. */
   | { reason: 'bug'; message: string; stack: string };
@@ -39,6 +47,10 @@ export interface StageOutcome {
   note?: string;
   /** 73 when the stage failed because the cache or an output could not be written (disk full...). */
   exitCode?: number;
+  /** `pulled`: what came from the remote cache. */
+  transfer?: Transfer;
+  /** What this run pushed of the stage's artifact to the remote cache. */
+  pushed?: Transfer;
 }
 
 /** The failure in words; a bug's stack only when `verbose`. */
@@ -51,6 +63,7 @@ export function describeFailure(f: StageFailure, verbose = false): string {
     case 'command':
     case 'cant-write':
     case 'upstream-missing':
+    case 'remote-unreachable':
     case 'interrupted':
       return f.message;
     case 'bug':
@@ -67,6 +80,8 @@ export function failureExitCode(f: StageFailure): number | undefined {
   switch (f.reason) {
     case 'cant-write':
       return 73;
+    case 'remote-unreachable':
+      return 69;
     case 'data':
     case 'model':
     case 'parameters':

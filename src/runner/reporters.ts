@@ -16,8 +16,30 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
 }
 
-const formatProgress = (done: number, total?: number, unit = 'items') =>
-  total ? `${done}/${total} ${unit} (${Math.floor((100 * done) / total)}%)` : `${done} ${unit}`;
+/** A transfer's size in words: 15.2 MB, 812 kB, 96 B. */
+export function formatBytes(n: number): string {
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
+  if (n >= 1e3) return `${Math.round(n / 1e3)} kB`;
+  return `${n} B`;
+}
+
+/** A stage's end, as both reporters say it: `done in 1.2 s`, `pulled 15.2 MB in 180 ms`, `cached`. */
+function stageEndText(e: Extract<RunEvent, { type: 'stage-end' }>): string {
+  if (e.status === 'ran') return `done in ${formatDuration(e.durationMs)}`;
+  if (e.status === 'pulled') return `pulled ${formatBytes(e.transfer?.bytes ?? 0)} in ${formatDuration(e.transfer?.ms ?? e.durationMs)}`;
+  return e.status;
+}
+
+/** A bar for transfers (known totals in MB), plain counts otherwise. */
+export function formatProgress(done: number, total?: number, unit = 'items'): string {
+  if (!total) return `${done} ${unit}`;
+  const pct = Math.min(100, Math.floor((100 * done) / total));
+  const text = `${done}/${total} ${unit} (${pct}%)`;
+  if (unit !== 'MB') return text;
+  const width = 20;
+  const filled = Math.round((width * pct) / 100);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${text}`;
+}
 
 export function useColor(stream: NodeJS.WriteStream, env = process.env): boolean {
   return !env.NO_COLOR && stream.isTTY === true && env.TERM !== 'dumb';
@@ -59,8 +81,8 @@ export class PlainReporter implements Reporter {
         this.write(`  ${e.stage}${e.level === 'warn' ? this.paint(33, ' warning') : ''}: ${e.message}`);
         break;
       case 'stage-end': {
-        const mark = { ran: this.paint(32, '✔'), cached: this.paint(32, '✔'), failed: this.paint(31, '✖'), skipped: '-' }[e.status];
-        const what = e.status === 'ran' ? `done in ${formatDuration(e.durationMs)}` : e.status;
+        const mark = { ran: this.paint(32, '✔'), cached: this.paint(32, '✔'), pulled: this.paint(32, '✔'), failed: this.paint(31, '✖'), skipped: '-' }[e.status];
+        const what = stageEndText(e);
         this.write(`${mark} ${e.stage}: ${what}${e.error ? `: ${e.error}` : ''}${e.note ? `: ${e.note}` : ''}`);
         break;
       }
@@ -117,7 +139,7 @@ export class TerminalReporter implements Reporter {
         view.logs.push(`  ${e.stage}${e.level === 'warn' ? ' warning' : ''}: ${e.message}`);
         break;
       case 'stage-end':
-        this.show(view, `${e.stage}: ${e.status === 'ran' ? `done in ${formatDuration(e.durationMs)}` : e.status}${e.error ? `: ${e.error.split('\n')[0]}` : ''}${e.note ? `: ${e.note}` : ''}`);
+        this.show(view, `${e.stage}: ${stageEndText(e)}${e.error ? `: ${e.error.split('\n')[0]}` : ''}${e.note ? `: ${e.note}` : ''}`);
         view.finish(e.status === 'failed' ? new Error(`${e.stage}: ${e.error ?? 'failed'}`) : undefined);
         break;
     }

@@ -10,6 +10,7 @@ import type { StepRegistry } from './registry.js';
 import { type Plan, type PlanOptions, lastFingerprintsFile, makePlan } from './plan.js';
 import { type RunRecord, RUN_FORMAT, RunRecords, gitState, newRunId, pipelineHash } from './runs.js';
 import { maskSecrets } from './secrets.js';
+import type { RemoteCache } from '../remote/cache.js';
 import { ArtifactStore } from './store.js';
 
 export interface LoadOptions {
@@ -55,6 +56,8 @@ export interface RunOptions extends PlanOptions {
   signal: AbortSignal;
   emit: EventSink;
   executor?: Executor;
+  /** The remote cache: stages missing here are pulled from it, what runs is pushed to it. */
+  remote?: RemoteCache;
 }
 
 export async function runPipeline(pipeline: Pipeline, session: Session, options: RunOptions): Promise<{ plan: Plan; record: RunRecord }> {
@@ -68,7 +71,7 @@ export async function runPipeline(pipeline: Pipeline, session: Session, options:
       type: 'plan',
       stages: plan.stages.map((s) => ({ name: s.stage.name, state: s.state, reason: s.reason, fingerprint: s.fingerprint })),
     });
-    const executor = options.executor ?? new LocalExecutor(store, session.hasher, options.jobs ?? 2);
+    const executor = options.executor ?? new LocalExecutor(store, session.hasher, options.jobs ?? 2, options.remote);
     const outcomes = await executor.execute(plan, { runId, signal: options.signal, emit: options.emit });
     const failed = outcomes.some((o) => o.status === 'failed');
     const record: RunRecord = {
@@ -91,6 +94,9 @@ export async function runPipeline(pipeline: Pipeline, session: Session, options:
       warnings: [...store.warnings],
     };
     await new RunRecords(store).save(record);
+    // The remote keeps the records of runs that used it: what its gc keeps. A
+    // fully cached run does not touch the remote at all (no SDK loaded, no request).
+    if (options.remote?.writable && outcomes.some((o) => o.status === 'ran' || o.status === 'pulled')) await options.remote.pushRun(maskSecrets(record));
     const last = Object.fromEntries(plan.stages.map((s) => [s.stage.name, s.fingerprint]));
     await store.writeAtomic(lastFingerprintsFile(store, pipeline.file), canonicalJson(last));
     await session.hasher.save((f, t) => store.writeAtomic(f, t));

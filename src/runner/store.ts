@@ -30,6 +30,8 @@ export interface ArtifactEntry {
   metrics: { [name: string]: Json };
   publish: { file: string; to: string }[];
   chunkScopes: string[];
+  /** It names places on this machine: never shared through a remote. */
+  machineLocal?: boolean;
   /** sha256 of the entry's canonical JSON without this field: a flipped byte anywhere is detected. */
   checksum?: string;
 }
@@ -368,16 +370,30 @@ class FileChunkLog implements ChunkLog {
   }
 
   async append(data: Uint8Array): Promise<void> {
-    const header = Buffer.alloc(CHUNK_MAGIC.length + 32 + 8);
-    header.write(CHUNK_MAGIC, 0, 'ascii');
-    createHash('sha256').update(data).digest().copy(header, CHUNK_MAGIC.length);
-    header.writeBigUInt64LE(BigInt(data.length), CHUNK_MAGIC.length + 32);
     const name = `${Date.now().toString().padStart(15, '0')}-${process.pid}-${String(this.seq++).padStart(6, '0')}.chunk`;
-    await this.store.writeAtomic(path.join(this.dir, name), Buffer.concat([header, data]));
+    await this.store.writeAtomic(path.join(this.dir, name), encodeChunk(data));
   }
 }
 
-function decodeChunk(data: Buffer): Buffer | undefined {
+/** A chunk file: magic, sha256 of the payload, its length, the payload. */
+export function encodeChunk(data: Uint8Array): Buffer {
+  const header = Buffer.alloc(CHUNK_HEADER_LENGTH);
+  header.write(CHUNK_MAGIC, 0, 'ascii');
+  createHash('sha256').update(data).digest().copy(header, CHUNK_MAGIC.length);
+  header.writeBigUInt64LE(BigInt(data.length), CHUNK_MAGIC.length + 32);
+  return Buffer.concat([header, data]);
+}
+
+export const CHUNK_HEADER_LENGTH = CHUNK_MAGIC.length + 32 + 8;
+
+/** The sha256 a chunk file's header claims for its payload (hex), read without checking it. */
+export function chunkPayloadHash(data: Buffer): string | undefined {
+  if (data.length < CHUNK_HEADER_LENGTH || data.toString('ascii', 0, CHUNK_MAGIC.length) !== CHUNK_MAGIC) return undefined;
+  return data.subarray(CHUNK_MAGIC.length, CHUNK_MAGIC.length + 32).toString('hex');
+}
+
+/** The payload of an intact chunk file, or undefined when it is damaged. */
+export function decodeChunk(data: Buffer): Buffer | undefined {
   const headerLength = CHUNK_MAGIC.length + 32 + 8;
   if (data.length < headerLength || data.toString('ascii', 0, CHUNK_MAGIC.length) !== CHUNK_MAGIC) return undefined;
   const length = Number(data.readBigUInt64LE(CHUNK_MAGIC.length + 32));

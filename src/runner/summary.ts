@@ -19,6 +19,8 @@ export function runSummary(r: RunRecord) {
       reason: s.reason,
       ...(s.error ? { error: s.error } : {}),
       ...(s.note ? { note: s.note } : {}),
+      ...(s.transfer ? { pulledBytes: s.transfer.bytes, pullMs: s.transfer.ms } : {}),
+      ...(s.pushed ? { pushedBytes: s.pushed.bytes, pushMs: s.pushed.ms } : {}),
     })),
     metrics: Object.fromEntries(r.stages.filter((s) => Object.keys(s.metrics ?? {}).length).map((s) => [s.name, s.metrics])),
     outputs: r.outputs,
