@@ -286,3 +286,40 @@ describe('catsdogs in two clones on real photos', { skip: needsFixtures }, () =>
     assert.equal(fp(c1.stdout), fp(c2.stdout));
   });
 });
+
+test('gc --remote: entries no kept run names go first, then files no kept entry needs; what is kept still pulls', async () => {
+  const remote = await tempDir();
+  dirs.push(remote);
+  const env = { TLPIPE_REMOTE: `file://${remote}`, TLPIPE_REMOTE_GC_GRACE: '0' };
+  const a = await tracked(clone());
+  const old = await run(a, ['--set', 'chunks=1'], env);
+  assert.equal(old.code, 0, old.stderr);
+  await writeFile(path.join(a.dir, 'data/input.txt'), 'another input\n');
+  const recent = await run(a, ['--set', 'chunks=1'], env);
+  assert.equal(recent.code, 0, recent.stderr);
+  const count = async (dir: string) => (await readdir(path.join(remote, dir), { recursive: true }).catch(() => [] as string[])).filter((n) => /\.json$|-\d+$|\.chunk$/.test(String(n))).length;
+  assert.equal(await count('ac'), 6);
+  assert.equal(await count('runs'), 2);
+
+  const dry = await tlpipe(['gc', '--remote', `file://${remote}`, '--keep-last', '1', '--dry-run'], { cwd: a.dir, env });
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.match(dry.stdout, /^Would free \d+ B in file:\/\/.*: 3 entries, 3 files, \d+ chunks, 1 run records removed; 3 entries of 1 runs kept\.$/);
+  assert.equal(await count('ac'), 6, 'a dry run deletes nothing');
+
+  const gc = await tlpipe(['gc', '--remote', `file://${remote}`, '--keep-last', '1'], { cwd: a.dir, env });
+  assert.equal(gc.code, 0, gc.stderr);
+  assert.match(gc.stdout, /^Freed \d+ B in file:\/\/.*: 3 entries, 3 files, \d+ chunks, 1 run records removed; 3 entries of 1 runs kept\.$/);
+  assert.equal(await count('ac'), 3);
+  assert.equal(await count('cas'), 3);
+
+  // The kept run's artifacts still come whole to a new clone.
+  const b = await tracked(clone());
+  await writeFile(path.join(b.dir, 'data/input.txt'), 'another input\n');
+  const pulled = await run(b, ['--set', 'chunks=1'], env);
+  assert.deepEqual(statuses(pulled.stdout), { first: 'pulled', second: 'pulled', third: 'pulled' });
+  assert.deepEqual(await b.counted(), []);
+  // Without a remote to name, gc --remote says what to do.
+  const none = await tlpipe(['gc', '--remote', 'nowhere'], { cwd: b.dir });
+  assert.equal(none.code, 64);
+  assert.match(none.stderr, /No remote named "nowhere"/);
+});

@@ -38,8 +38,8 @@ export interface RemoteBackend {
   get(key: string, signal?: AbortSignal): Promise<Readable | undefined>;
   /** The object's size and time, or undefined when there is no such key. */
   head(key: string, signal?: AbortSignal): Promise<RemoteObjectInfo | undefined>;
-  /** Writes a whole object from bytes or a local file (of `size` bytes). */
-  put(key: string, body: Uint8Array | { file: string; size: number }, signal?: AbortSignal): Promise<void>;
+  /** Writes a whole object from bytes or a local file (of `size` bytes); `onBytes` hears how much has gone. */
+  put(key: string, body: Uint8Array | { file: string; size: number }, signal?: AbortSignal, onBytes?: (sent: number) => void): Promise<void>;
   /** Every object under a key prefix. */
   list(prefix: string, signal?: AbortSignal): Promise<RemoteObjectInfo[]>;
   /** Deletes objects; a missing one is not an error. */

@@ -308,7 +308,8 @@ export class RemoteCache {
           const key = keys.object(f.sha256, f.size);
           const there = await b.head(key);
           if (!there || there.size !== f.size) {
-            await b.put(key, { file: this.store.objectPath(f.sha256), size: f.size });
+            // Uploads of a file body are not retried by the SDK (a stream cannot be replayed): here they are.
+            await this.retryingPut(() => b.put(key, { file: this.store.objectPath(f.sha256), size: f.size }, undefined, (n) => onProgress?.(done + n, total)));
             bytes += f.size;
           }
           done += f.size;
@@ -322,6 +323,19 @@ export class RemoteCache {
       },
       { pushed: false, bytes: 0, ms: elapsed(), reason: 'the remote cannot be reached' },
     );
+  }
+
+  private async retryingPut(put: () => Promise<void>): Promise<void> {
+    const retries = this.options.streamRetries ?? 2;
+    const backoff = this.options.backoffMs ?? 250;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await put();
+      } catch (e) {
+        if (!(e instanceof RemoteUnavailable) || attempt >= retries) throw e;
+        await sleep(backoff * 2 ** attempt * (0.5 + Math.random()));
+      }
+    }
   }
 
   async pushRun(record: RunRecord): Promise<void> {

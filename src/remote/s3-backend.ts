@@ -4,8 +4,8 @@
 // AWS_PROFILE...). Requests are signed by the SDK. Timeouts bound every
 // request; the SDK's standard retry mode retries throttling, 5xx and network
 // errors with exponential backoff and jitter.
-import { createReadStream } from 'node:fs';
-import type { Readable } from 'node:stream';
+import { open } from 'node:fs/promises';
+import { type Readable, Transform } from 'node:stream';
 import { type RemoteBackend, type RemoteObjectInfo, RemoteError, RemoteUnavailable } from './backend.js';
 
 // The SDK warns on Node 20 about its releases of 2027; tlpipe pins its version.
@@ -56,6 +56,8 @@ export class S3Backend implements RemoteBackend {
       responseChecksumValidation: 'WHEN_REQUIRED',
       expectContinueHeader: false,
       requestHandler: { connectionTimeout: settings.connectTimeoutMs, requestTimeout: settings.requestTimeoutMs },
+      // Failures reach the user as tlpipe's own warnings; the SDK would also print some to the console.
+      logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
     });
   }
 
@@ -104,12 +106,33 @@ export class S3Backend implements RemoteBackend {
     }
   }
 
-  async put(key: string, body: Uint8Array | { file: string; size: number }, signal?: AbortSignal): Promise<void> {
+  async put(key: string, body: Uint8Array | { file: string; size: number }, signal?: AbortSignal, onBytes?: (sent: number) => void): Promise<void> {
+    if (body instanceof Uint8Array) {
+      try {
+        await this.client.send(new s3.PutObjectCommand({ Bucket: this.bucket, Key: this.key(key), Body: body, ContentLength: body.length }), { abortSignal: signal });
+      } catch (e) {
+        throw this.failure(e, `writing ${key}`);
+      }
+      return;
+    }
+    // Opened first: a missing local file is an error here, not a stream error nobody hears.
+    const handle = await open(body.file, 'r');
     try {
-      const payload = body instanceof Uint8Array ? { Body: body, ContentLength: body.length } : { Body: createReadStream(body.file), ContentLength: body.size };
-      await this.client.send(new s3.PutObjectCommand({ Bucket: this.bucket, Key: this.key(key), ...payload }), { abortSignal: signal });
+      let sent = 0;
+      const counted = handle.createReadStream({ autoClose: false }).pipe(
+        new Transform({
+          transform(chunk: Buffer, _enc, done) {
+            sent += chunk.length;
+            onBytes?.(sent);
+            done(null, chunk);
+          },
+        }),
+      );
+      await this.client.send(new s3.PutObjectCommand({ Bucket: this.bucket, Key: this.key(key), Body: counted, ContentLength: body.size }), { abortSignal: signal });
     } catch (e) {
       throw this.failure(e, `writing ${key}`);
+    } finally {
+      await handle.close();
     }
   }
 

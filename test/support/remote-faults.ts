@@ -31,8 +31,8 @@ export interface Side {
 }
 
 /** A store and a remote cache over `url`, warnings collected. */
-export async function side(setup: RemoteSetup, options: { key?: string; readOnly?: boolean } = {}): Promise<Side> {
-  const store = await ArtifactStore.open(await scratchDir('remote-store'));
+export async function side(setup: RemoteSetup, options: { key?: string; readOnly?: boolean; store?: ArtifactStore } = {}): Promise<Side> {
+  const store = options.store ?? (await ArtifactStore.open(await scratchDir('remote-store')));
   const warnings: string[] = [];
   const env = { ...process.env, ...setup.env, TLPIPE_REMOTE_KEY: options.key ?? '', TLPIPE_REMOTE_TIMEOUT: '20', TLPIPE_REMOTE_RETRIES: '1' };
   const cache = new RemoteCache(() => openBackend(parseRemoteUrl(setup.url), env), store, {
@@ -313,7 +313,8 @@ async function stoppedTrialOn(setup: RemoteSetup, server: S3Server, during: 'pul
       if (!a.warnings.some((w) => /cannot be reached/.test(w))) throw new Error(`no clear warning: ${a.warnings.join(' | ')}`);
       detail = `stopped at ${Math.round(stopAt * 100)} % of ${size / 1e6} MB: warned, no entry pushed, no entry names a missing object`;
     }
-    const b = await side(setup);
+    // The same machine, a later run (its remote was given up on for the rest of the first).
+    const b = await side(setup, { store: a.store });
     const again = await b.cache.push(entry);
     const c = await side(setup);
     if (!(await c.cache.pull(entry.fingerprint)).pulled) throw new Error(`after the restart the artifact cannot be pushed and pulled: ${again.reason} ${b.warnings.join(' | ')}`);
