@@ -294,8 +294,8 @@ test('gc --remote: entries no kept run names go first, then files no kept entry 
   const a = await tracked(clone());
   const old = await run(a, ['--set', 'chunks=1'], env);
   assert.equal(old.code, 0, old.stderr);
-  await writeFile(path.join(a.dir, 'data/input.txt'), 'another input\n');
-  const recent = await run(a, ['--set', 'chunks=1'], env);
+  // Another value: every stage's output differs, so the old run's files are not shared.
+  const recent = await run(a, ['--set', 'chunks=1', '--set', 'first.value=9'], env);
   assert.equal(recent.code, 0, recent.stderr);
   const count = async (dir: string) => (await readdir(path.join(remote, dir), { recursive: true }).catch(() => [] as string[])).filter((n) => /\.json$|-\d+$|\.chunk$/.test(String(n))).length;
   assert.equal(await count('ac'), 6);
@@ -303,19 +303,18 @@ test('gc --remote: entries no kept run names go first, then files no kept entry 
 
   const dry = await tlpipe(['gc', '--remote', `file://${remote}`, '--keep-last', '1', '--dry-run'], { cwd: a.dir, env });
   assert.equal(dry.code, 0, dry.stderr);
-  assert.match(dry.stdout, /^Would free \d+ B in file:\/\/.*: 3 entries, 3 files, \d+ chunks, 1 run records removed; 3 entries of 1 runs kept\.$/);
+  assert.match(dry.stdout, /^Would free \d+ k?B in file:\/\/.*: 3 entries, 3 files, \d+ chunks, 1 run records removed; 3 entries of 1 runs kept\.$/);
   assert.equal(await count('ac'), 6, 'a dry run deletes nothing');
 
   const gc = await tlpipe(['gc', '--remote', `file://${remote}`, '--keep-last', '1'], { cwd: a.dir, env });
   assert.equal(gc.code, 0, gc.stderr);
-  assert.match(gc.stdout, /^Freed \d+ B in file:\/\/.*: 3 entries, 3 files, \d+ chunks, 1 run records removed; 3 entries of 1 runs kept\.$/);
+  assert.match(gc.stdout, /^Freed \d+ k?B in file:\/\/.*: 3 entries, 3 files, \d+ chunks, 1 run records removed; 3 entries of 1 runs kept\.$/);
   assert.equal(await count('ac'), 3);
   assert.equal(await count('cas'), 3);
 
   // The kept run's artifacts still come whole to a new clone.
   const b = await tracked(clone());
-  await writeFile(path.join(b.dir, 'data/input.txt'), 'another input\n');
-  const pulled = await run(b, ['--set', 'chunks=1'], env);
+  const pulled = await run(b, ['--set', 'chunks=1', '--set', 'first.value=9'], env);
   assert.deepEqual(statuses(pulled.stdout), { first: 'pulled', second: 'pulled', third: 'pulled' });
   assert.deepEqual(await b.counted(), []);
   // Without a remote to name, gc --remote says what to do.
