@@ -27,6 +27,8 @@ Commands:
                     Name a shared cache: file:///folder or s3://bucket/prefix
   push [RUN...]     Push runs' artifacts (default: the last run) to the remote
   pull FILE         Pull what the pipeline needs from the remote, run nothing
+  worker            Take features jobs from a queue (--queue, --remote); see README
+  workers           List the live workers and the queue's jobs (--queue)
   steps             List the step types and their parameters
   schema            Print the pipeline JSON Schema
 
@@ -49,9 +51,14 @@ Options for run and status:
                     TLPIPE_REMOTE; default: the config's default remote)
   --no-remote       Use no remote
   --remote-read-only  Pull only, never push (or TLPIPE_REMOTE_READ_ONLY=1)
+  --queue URL       Spread feature extraction over workers: redis://HOST:6379/0
+                    (or TLPIPE_QUEUE); needs a writable --remote
+
+Options for worker: --queue URL --remote URL [--data-root DIR] [--device cpu|cuda]
+  [--threads N] [--concurrency N] [--name NAME] [--models DIR]
 
 Exit codes: 0 ok, 1 a stage failed, 2 invalid pipeline file, 64 usage error,
-69 the remote is needed and cannot be reached, 73 cache not writable,
+69 the remote or the queue's Redis is needed and cannot be reached, 73 cache not writable,
 130 interrupted.`;
 
 const options = {
@@ -73,6 +80,13 @@ const options = {
   'remote-read-only': { type: 'boolean' },
   default: { type: 'boolean' },
   'read-only': { type: 'boolean' },
+  queue: { type: 'string' },
+  'data-root': { type: 'string' },
+  device: { type: 'string' },
+  threads: { type: 'string' },
+  concurrency: { type: 'string' },
+  name: { type: 'string' },
+  models: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;

@@ -1,4 +1,5 @@
 // What a `tlpipe` command receives: its positional arguments and the parsed options.
+import type { ClusterValues } from './cluster/commands.js';
 
 export interface CommandContext {
   args: string[];
@@ -22,5 +23,5 @@ export interface CommandContext {
     'remote-read-only'?: boolean;
     default?: boolean;
     'read-only'?: boolean;
-  };
+  } & ClusterValues;
 }

@@ -106,6 +106,8 @@ const run: Command = async (ctx) => {
   const first = await loadPipeline(file, builtins, { set: expandSweep(sets, undefined)[0] });
   if (ctx.values['dry-run']) return showPlan({ ...ctx, values: { ...ctx.values, set: expandSweep(sets, undefined)[0] } }, first);
   const variants = expandSweep(sets, first.sweep);
+  // The queue's modules (BullMQ, ioredis) load only for a run that uses one.
+  const cluster = (ctx.values.queue ?? process.env.TLPIPE_QUEUE) ? (await import('./cluster/commands.js')).clusterForRun(ctx.values) : undefined;
 
   const controller = new AbortController();
   let signalName: NodeJS.Signals | undefined;
@@ -147,6 +149,7 @@ const run: Command = async (ctx) => {
         only: ctx.values.only,
         set: variant,
         jobs,
+        cluster,
         signal: controller.signal,
         emit: (e: RunEvent) => reporter.onEvent(e),
       });
@@ -338,4 +341,7 @@ const init: Command = async (ctx) => {
   return ExitCode.ok;
 };
 
-export const commands: Record<string, Command> = { run, status, validate, runs, show, gc, steps, schema, compare, predict, report: reportCommand, init, ...remoteCommands(builtins) };
+const worker: Command = async (ctx) => (await import('./cluster/commands.js')).workerCommand(ctx.values);
+const workers: Command = async (ctx) => (await import('./cluster/commands.js')).workersCommand(ctx.values);
+
+export const commands: Record<string, Command> = { worker, workers, run, status, validate, runs, show, gc, steps, schema, compare, predict, report: reportCommand, init, ...remoteCommands(builtins) };

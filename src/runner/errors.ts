@@ -11,7 +11,7 @@ export const ExitCode = {
   invalidPipeline: 2,
   /** Bad command-line usage or a missing file. */
   usage: 64,
-  /** The remote cache is needed and cannot be reached (EX_UNAVAILABLE). */
+  /** The remote cache or the queue's Redis is needed and cannot be reached (EX_UNAVAILABLE). */
   unavailable: 69,
   /** An internal error: a bug in tlpipe or a step. */
   internal: 70,
@@ -33,6 +33,13 @@ export class TlpipeError extends Error {
 export class PipelineInvalid extends TlpipeError {
   constructor(readonly diagnostics: Diagnostic[]) {
     super(formatDiagnostics(diagnostics), ExitCode.invalidPipeline);
+  }
+}
+
+/** A service the command needs (the queue's Redis) stayed unreachable: exit 69 (EX_UNAVAILABLE). */
+export class ServiceUnavailable extends TlpipeError {
+  constructor(message: string) {
+    super(message, ExitCode.unavailable);
   }
 }
 

@@ -5,7 +5,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isExpectedFailure } from '../failure.js';
-import { describeFsError, errorMessage, StepFailure, StoreError } from './errors.js';
+import { describeFsError, errorMessage, ServiceUnavailable, StepFailure, StoreError } from './errors.js';
 import { describeFailure, failureExitCode, type StageFailure, StageBug, type StageOutcome } from './outcome.js';
 import type { EventSink } from './events.js';
 import { SharedChunkLog } from '../remote/chunks.js';
@@ -13,6 +13,7 @@ import type { RemoteCache } from '../remote/cache.js';
 import type { PathHasher } from './path-hasher.js';
 import { type Plan, type PlannedStage, planContext } from './plan.js';
 import type { Artifact, StepContext, StepResult } from './step.js';
+import type { Cluster } from '../cluster/coordinator.js';
 import { type ArtifactEntry, type ArtifactStore, isAlive } from './store.js';
 
 export interface ExecuteOptions {
@@ -32,6 +33,7 @@ export class LocalExecutor implements Executor {
     private readonly jobs = 2,
     /** Pull-before-run and push-after-run (remote/cache.ts); none: local only. */
     private readonly remote?: RemoteCache,
+    private readonly cluster?: Cluster,
   ) {}
 
   /** Pushes still under way; the run waits for them before it ends. */
@@ -176,6 +178,7 @@ export class LocalExecutor implements Executor {
           // The step boundary: every exception leaves as a failure value, once.
           if (options.signal.aborted) return interrupted();
           if (e instanceof StoreError) return fail({ reason: 'cant-write', message: e.message });
+          if (e instanceof ServiceUnavailable) return fail({ reason: 'unavailable', message: e.message });
           if (isWriteError(e)) return fail({ reason: 'cant-write', message: describeFsError(e, `stage "${stage.name}" was writing its output`) });
           if (e instanceof StepFailure) return fail({ reason: e.reason, message: e.message, ...e.details });
           if (isExpectedFailure(e)) return fail({ reason: e.reason, message: e.message });
@@ -272,6 +275,7 @@ export class LocalExecutor implements Executor {
         sharedChunks.push(shared);
         return shared;
       },
+      ...(this.cluster ? { cluster: this.cluster } : {}),
     };
   }
 

@@ -24,6 +24,8 @@ export type StageFailure =
   /** An input's artifact is only in a remote cache that cannot be reached (exit 69). */
   | { reason: 'remote-unreachable'; message: string }
   | { reason: 'interrupted'; message: string }
+  /** A service the stage needs (the queue's Redis) stayed unreachable. */
+  | { reason: 'unavailable'; message: string }
   /** An unexpected exception: a bug in the step or in tlpipe, with the stage it happened in. */
   | { reason: 'bug'; message: string; stack: string };
 
@@ -65,6 +67,7 @@ export function describeFailure(f: StageFailure, verbose = false): string {
     case 'upstream-missing':
     case 'remote-unreachable':
     case 'interrupted':
+    case 'unavailable':
       return f.message;
     case 'bug':
       return verbose ? `${f.message}\n${f.stack}` : `${f.message} (a bug in the step or in tlpipe: --verbose shows where)`;
@@ -81,6 +84,7 @@ export function failureExitCode(f: StageFailure): number | undefined {
     case 'cant-write':
       return 73;
     case 'remote-unreachable':
+    case 'unavailable':
       return 69;
     case 'data':
     case 'model':

@@ -1,5 +1,6 @@
 // One run, end to end: load → analyse → plan → execute → record.
 import path from 'node:path';
+import type { Cluster } from '../cluster/coordinator.js';
 import { type Pipeline, analyze } from './analyze.js';
 import type { EventSink } from './events.js';
 import { type Executor, LocalExecutor } from './executor.js';
@@ -58,6 +59,8 @@ export interface RunOptions extends PlanOptions {
   executor?: Executor;
   /** The remote cache: stages missing here are pulled from it, what runs is pushed to it. */
   remote?: RemoteCache;
+  /** Spreads work over other machines (`run --queue`). */
+  cluster?: Cluster;
 }
 
 export async function runPipeline(pipeline: Pipeline, session: Session, options: RunOptions): Promise<{ plan: Plan; record: RunRecord }> {
@@ -71,7 +74,7 @@ export async function runPipeline(pipeline: Pipeline, session: Session, options:
       type: 'plan',
       stages: plan.stages.map((s) => ({ name: s.stage.name, state: s.state, reason: s.reason, fingerprint: s.fingerprint })),
     });
-    const executor = options.executor ?? new LocalExecutor(store, session.hasher, options.jobs ?? 2, options.remote);
+    const executor = options.executor ?? new LocalExecutor(store, session.hasher, options.jobs ?? 2, options.remote, options.cluster);
     const outcomes = await executor.execute(plan, { runId, signal: options.signal, emit: options.emit });
     const failed = outcomes.some((o) => o.status === 'failed');
     const record: RunRecord = {

@@ -3,6 +3,8 @@
 // reads its inputs and writes its outputs only through the context it is given,
 // so a different executor (another machine, a cluster) can run it unchanged.
 
+import type { Cluster } from '../cluster/coordinator.js';
+
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
 export type JsonSchema = { [key: string]: unknown };
@@ -128,6 +130,8 @@ export interface StepContext extends PlanContext {
    * a wider scope (e.g. backbone + preprocessing) to share work across fingerprints.
    */
   chunks(scope?: string): ChunkLog;
+  /** Set when the run may spread work over other machines (`run --queue`). */
+  cluster?: Cluster;
 }
 
 export interface ChunkLog {

@@ -9,6 +9,8 @@ import { type FeatureRows, featuresKind, writeFeatures } from '../artifacts/feat
 import { readTransform, transformKind } from '../artifacts/transform.js';
 import { decodeFeatureChunk, encodeFeatureChunk } from '../features/chunks.js';
 import { DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE } from '../features/batch-size.js';
+import type { Cluster, FeatureSpreadReport } from '../cluster/coordinator.js';
+import { ImageLoadError } from '../images/image-problems.js';
 import { defineParams, type Static, StringEnum } from '../params/define.js';
 import { createRng, deriveSeed } from '../images/random.js';
 import type { TransformSpec } from '../images/transform-spec.js';
@@ -100,7 +102,13 @@ export const featuresStep = defineStep<FeaturesParams>({
     }
     const failed: { path: string; reason: string }[] = [];
     if (known.size) ctx.log(`${known.size} feature vectors from earlier work; ${todo.length} images to compute`);
-    await computeMissing(ctx, { todo, augmentSeed: params.augmentSeed, modelPath, spec, device, params, featureWidth, known, failed, append: (b) => chunks.append(b) });
+    const job: ComputeJob = { todo, augmentSeed: params.augmentSeed, modelPath, spec, device, params, featureWidth, known, failed, append: (b) => chunks.append(b) };
+    let spread: FeatureSpreadReport | undefined;
+    if (ctx.cluster?.worthSpreading(todo.length, params.chunkSize)) spread = await computeSpread(ctx, ctx.cluster, job, views);
+    else await computeMissing(ctx, job);
+    // One order whoever computed what: the images' own.
+    const order = new Map(todo.map((v, i) => [v.image.path, i]));
+    failed.sort((a, b) => (order.get(a.path) ?? 0) - (order.get(b.path) ?? 0));
 
     // The artifact: one row per usable image in manifest order, then the augmented views.
     const usable = views.filter((v) => known.has(v.key));
@@ -118,7 +126,12 @@ export const featuresStep = defineStep<FeaturesParams>({
     }
     return {
       value: { images: rows.length, augmented: augmented.length, featureWidth, failed: failed as unknown as Json, computed: todo.length - failed.length, device },
-      metrics: { images: rows.length, computed: todo.length - failed.length, failed: failed.length },
+      metrics: {
+        images: rows.length,
+        computed: todo.length - failed.length,
+        failed: failed.length,
+        ...(spread ? { chunks: spread.chunks, 'chunks from remote': spread.fromRemote, 'chunks computed here': spread.computedHere, 'chunks computed elsewhere': spread.computedElsewhere } : {}),
+      },
       chunkScopes: [scope],
     };
   },
@@ -195,4 +208,41 @@ async function computeMissing(ctx: StepContext, job: ComputeJob): Promise<void> 
     await commit().catch(() => undefined);
     throw e;
   }
+}
+
+/**
+ * The same computation spread over the queue's workers (`run --queue`): each
+ * verified chunk is committed to this stage's chunk log as it arrives, so
+ * the artifact is assembled exactly as a one-machine run assembles it.
+ */
+async function computeSpread(ctx: StepContext, cluster: Cluster, job: ComputeJob, views: View[]): Promise<FeatureSpreadReport> {
+  const byKey = new Map<string, View>();
+  for (const v of views) if (!byKey.has(v.key)) byKey.set(v.key, v);
+  return cluster.computeFeatures({
+    modelPath: job.modelPath,
+    spec: job.spec,
+    augmentSeed: job.augmentSeed,
+    batchSize: job.params.batchSize,
+    chunkSize: job.params.chunkSize,
+    featureWidth: job.featureWidth,
+    device: job.device,
+    intraOpThreads: job.params.intraOpThreads,
+    loadConcurrency: job.params.loadConcurrency,
+    projectDir: ctx.projectDir,
+    views: [...byKey.values()].map((v) => ({ key: v.key, hash: v.image.hash, file: v.image.path, copy: v.copy })),
+    known: (key) => job.known.has(key),
+    accept: async (rows, failed) => {
+      const entries = [...rows].filter(([key]) => byKey.has(key) && !job.known.has(key));
+      if (entries.length) await job.append(encodeFeatureChunk(entries, job.featureWidth));
+      for (const [key, row] of entries) job.known.set(key, row);
+      for (const f of failed) {
+        const path = byKey.get(f.key)!.image.path;
+        job.failed.push({ path, reason: f.kind ? new ImageLoadError(f.kind as never, f.reason, path).message : f.reason });
+      }
+    },
+    log: (m) => ctx.log(m),
+    warn: (m) => ctx.warn(m),
+    progress: (done, total) => ctx.progress(done, total, 'images'),
+    signal: ctx.signal,
+  });
 }

@@ -1,0 +1,142 @@
+// The cluster's commands: `tlpipe worker` (take jobs) and `tlpipe workers`
+// (who is working on what), and the options `run --queue` reads.
+import { Queue } from 'bullmq';
+import path from 'node:path';
+import { ExitCode, UsageError } from '../runner/errors.js';
+import { connect, displayUrl, keys, parseQueueUrl, PREFIX, QueueUnavailable, queueName, queueTimeoutMs } from './connection.js';
+import { QueueCluster } from './coordinator.js';
+import { openExchange } from './exchange.js';
+import type { Requirements } from './feature-job.js';
+import { defaultModelsDir, defaultWorkerName, FeatureWorker, RedisUnavailable, type WorkerStatus } from './worker.js';
+
+export interface ClusterValues {
+  queue?: string;
+  remote?: string;
+  'data-root'?: string;
+  device?: string;
+  threads?: string;
+  concurrency?: string;
+  name?: string;
+  models?: string;
+  json?: boolean;
+}
+
+const say = (s: string) => process.stderr.write(`${s}\n`);
+const print = (s: string) => process.stdout.write(`${s}\n`);
+
+function whole(value: string | undefined, flag: string, min = 1): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`${flag} expects a whole number ≥ ${min}, got "${value}".`);
+  return n;
+}
+
+const queueOf = (values: ClusterValues, env = process.env) => values.queue ?? env.TLPIPE_QUEUE;
+const remoteOf = (values: ClusterValues, env = process.env) => values.remote ?? env.TLPIPE_REMOTE;
+
+/** The cluster a run spreads work over, when --queue (or TLPIPE_QUEUE) is given. */
+export function clusterForRun(values: ClusterValues, env = process.env): QueueCluster | undefined {
+  const queue = queueOf(values, env);
+  if (!queue) return undefined;
+  parseQueueUrl(queue);
+  const remote = remoteOf(values, env);
+  if (!remote) throw new UsageError('--queue needs a remote where workers put their results: add --remote file:///shared/folder (or set TLPIPE_REMOTE).');
+  const local = env.TLPIPE_QUEUE_LOCAL_JOBS === undefined ? 1 : Number(env.TLPIPE_QUEUE_LOCAL_JOBS);
+  if (!Number.isInteger(local) || local < 0) throw new UsageError(`TLPIPE_QUEUE_LOCAL_JOBS must be a whole number ≥ 0, got "${env.TLPIPE_QUEUE_LOCAL_JOBS}".`);
+  return new QueueCluster({ queueUrl: queue, exchange: openExchange(remote), localConcurrency: local });
+}
+
+export async function workerCommand(values: ClusterValues): Promise<number> {
+  const queue = queueOf(values);
+  if (!queue) throw new UsageError('Usage: tlpipe worker --queue redis://HOST:6379/0 --remote file:///shared/folder [--data-root DIR] [--device cpu|cuda] [--threads N] [--concurrency N]');
+  parseQueueUrl(queue);
+  const remote = remoteOf(values);
+  if (!remote) throw new UsageError('tlpipe worker needs --remote (or TLPIPE_REMOTE): the folder where results go, the same one the runs use.');
+  const device = values.device ?? 'cpu';
+  if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device expects cpu or cuda, got "${device}".`);
+  const worker = new FeatureWorker({
+    queueUrl: queue,
+    exchange: openExchange(remote),
+    dataRoot: path.resolve(values['data-root'] ?? process.cwd()),
+    device,
+    threads: whole(values.threads, '--threads'),
+    concurrency: whole(values.concurrency, '--concurrency') ?? 1,
+    name: values.name ?? defaultWorkerName(),
+    modelsDir: path.resolve(values.models ?? defaultModelsDir()),
+    say,
+    // BullMQ's rule for workers is to retry Redis forever; a limit is opt-in.
+    redisTimeoutMs: process.env.TLPIPE_QUEUE_TIMEOUT ? queueTimeoutMs() : 0,
+  });
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (++signals > 1) {
+      say('Stopped at once.');
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    }
+    say(`${sig === 'SIGINT' ? 'Ctrl-C' : sig}: handing back the job in hand and stopping… (again to stop at once)`);
+    void worker.stop();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    await worker.run();
+  } catch (e) {
+    await worker.stop();
+    if (e instanceof RedisUnavailable) throw new QueueUnavailable(`${e.message}. Giving up (TLPIPE_QUEUE_TIMEOUT).`);
+    throw e;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  await worker.stop();
+  return ExitCode.ok;
+}
+
+export async function workersCommand(values: ClusterValues): Promise<number> {
+  const queue = queueOf(values);
+  if (!queue) throw new UsageError('Usage: tlpipe workers --queue redis://HOST:6379/0 [--json]');
+  let lastError = '';
+  const redis = connect(queue, (e) => (lastError = e.message));
+  try {
+    const started = Date.now();
+    while (redis.status !== 'ready') {
+      if (Date.now() - started > Math.min(queueTimeoutMs(), 10_000)) throw new QueueUnavailable(`Redis at ${displayUrl(queue)} could not be reached (${lastError || redis.status}).`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const workers: WorkerStatus[] = [];
+    let cursor = '0';
+    do {
+      const [next, found] = await redis.scan(cursor, 'MATCH', keys.workerPattern, 'COUNT', 200);
+      cursor = next;
+      for (const key of found) {
+        const text = await redis.get(key);
+        if (text) workers.push(JSON.parse(text) as WorkerStatus);
+      }
+    } while (cursor !== '0');
+    workers.sort((a, b) => a.name.localeCompare(b.name));
+    const queues: { id: string; model: string; counts: Record<string, number> }[] = [];
+    for (const [id, text] of Object.entries(await redis.hgetall(keys.requirements))) {
+      const q = new Queue(queueName(id), { connection: redis, prefix: PREFIX });
+      const counts = await q.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed');
+      await q.close();
+      queues.push({ id, model: (JSON.parse(text) as Requirements).model.sha256, counts });
+    }
+    if (values.json) {
+      print(JSON.stringify({ workers, queues }, null, 2));
+      return ExitCode.ok;
+    }
+    if (!workers.length) print('No live workers.');
+    for (const w of workers) {
+      const holds = w.holds.length ? w.holds.map((h) => `${h.job.slice(0, 15)}… ${h.done}/${h.images}`).join(', ') : 'idle';
+      print(`${w.name}  ${w.device}${w.cudaVisibleDevices !== null ? ` (CUDA_VISIBLE_DEVICES=${w.cudaVisibleDevices})` : ''}  ${w.imagesPerSecond} images/s  ${w.jobsDone} jobs done  holds: ${holds}`);
+      for (const [req, why] of Object.entries(w.refused)) print(`  refuses queue ${req}: ${why}`);
+    }
+    for (const q of queues) {
+      const c = q.counts;
+      print(`queue ${q.id} (model ${q.model.slice(0, 12)}…): ${c.waiting ?? 0} waiting, ${c.active ?? 0} running, ${c.delayed ?? 0} delayed, ${c.failed ?? 0} failed, ${c.completed ?? 0} completed`);
+    }
+    return ExitCode.ok;
+  } finally {
+    redis.disconnect();
+  }
+}

@@ -1,0 +1,72 @@
+// Computes one features chunk job: reads each image under the data root,
+// refuses bytes that differ from the manifest's hash, runs the backbone, and
+// returns the result bytes (feature-job.ts). The same code serves remote
+// workers and the run's own share of the work.
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { extractFeatures } from '../features/extract.js';
+import { loadImageTensorInto } from '../images/preprocess.js';
+import { ImageLoadError } from '../images/image-problems.js';
+import { createRng, deriveSeed } from '../images/random.js';
+import { encodeFeatureChunk } from '../features/chunks.js';
+import { encodeResult, type FeatureJobData, type JobImage, type ResultHeader } from './feature-job.js';
+
+export class ImageMismatch extends Error {}
+
+export interface ComputeOptions {
+  modelPath: string;
+  /** Local folder that the job's dataRoot names on this machine. */
+  dataRoot: string;
+  worker: string;
+  intraOpThreads?: number;
+  loadConcurrency?: number;
+  signal?: AbortSignal;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Augmented views draw from a generator seeded by image, copy and seed, as on one machine. */
+const viewRng = (image: JobImage, seed: number) => createRng(deriveSeed(seed, image.copy, parseInt(image.hash.slice(0, 8), 16)));
+
+export async function computeChunk(jobId: string, data: FeatureJobData, options: ComputeOptions): Promise<Buffer> {
+  const failed: ResultHeader['failed'] = [];
+  const rows: [string, Float32Array][] = [];
+  const where = (image: JobImage) => path.join(options.dataRoot, ...image.path.split('/'));
+  let mismatch: ImageMismatch | undefined;
+  for await (const batch of extractFeatures<JobImage>({
+    modelPath: options.modelPath,
+    items: data.images,
+    load: async (image, target, offset) => {
+      const file = where(image);
+      const bytes = await readFile(file);
+      const actual = createHash('sha256').update(bytes).digest('hex');
+      if (actual !== image.hash) {
+        mismatch ??= new ImageMismatch(
+          `${file} has sha256 ${actual.slice(0, 12)}…, the dataset's manifest says ${image.hash.slice(0, 12)}…: ` +
+            `this machine's copy of "${image.path}" differs (is --data-root ${options.dataRoot} the right folder?)`,
+        );
+        throw mismatch;
+      }
+      await loadImageTensorInto(bytes, data.spec, target, offset, image.copy ? { rng: viewRng(image, data.augmentSeed) } : {});
+    },
+    batchSize: data.batchSize,
+    intraOpThreads: options.intraOpThreads,
+    loadConcurrency: options.loadConcurrency,
+    device: data.requirements.runtime.device,
+    signal: options.signal,
+    onProgress: (n) => options.onProgress?.(n, data.images.length),
+    onError: (image, error) => {
+      if (error instanceof ImageMismatch) return;
+      // Without the path: the run names the image by its own path, as a one-machine run does.
+      if (error instanceof ImageLoadError) failed.push({ key: image.key, kind: error.kind, reason: error.reason });
+      else failed.push({ key: image.key, reason: (error as Error).message });
+    },
+  })) {
+    if (batch.featureWidth !== data.featureWidth) {
+      throw new Error(`the model gives ${batch.featureWidth} values per image, the job needs ${data.featureWidth}`);
+    }
+    batch.items.forEach((image, i) => rows.push([image.key, batch.features.slice(i * data.featureWidth, (i + 1) * data.featureWidth)]));
+  }
+  if (mismatch) throw mismatch;
+  return encodeResult({ job: jobId, width: data.featureWidth, count: rows.length, failed, worker: options.worker }, encodeFeatureChunk(rows, data.featureWidth));
+}

@@ -1,0 +1,68 @@
+// A worker's copies of the models its jobs name by sha256: fetched from the
+// remote once, verified as they arrive, and checked again before each job,
+// so a copy that changed on disk (a byte flipped, a file replaced) makes the
+// worker refuse instead of contributing features of another model.
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { type Exchange } from './exchange.js';
+import { modelKey, type Requirements } from './feature-job.js';
+
+export type ModelCopy = { ok: true; path: string } | { ok: false; refuse: boolean; reason: string };
+
+async function hashFile(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+export class ModelCache {
+  /** Verified copies by path: size and mtime when last hashed. */
+  readonly #verified = new Map<string, { size: number; mtimeMs: number }>();
+
+  constructor(
+    readonly dir: string,
+    private readonly exchange: Exchange,
+  ) {}
+
+  pathOf(sha: string): string {
+    return path.join(this.dir, `${sha}.onnx`);
+  }
+
+  /** The verified local copy of the model, fetched if absent; or why not. */
+  async ensure(model: Requirements['model']): Promise<ModelCopy> {
+    const file = this.pathOf(model.sha256);
+    const st = await fs.stat(file).catch(() => undefined);
+    if (st) return this.check(file, model, st);
+    const bytes = await this.exchange.get(modelKey(model.sha256));
+    if (!bytes) return { ok: false, refuse: false, reason: `model ${model.sha256.slice(0, 12)}… is not in the remote ${this.exchange.url} yet` };
+    const got = createHash('sha256').update(bytes).digest('hex');
+    if (got !== model.sha256 || bytes.length !== model.size) {
+      return { ok: false, refuse: false, reason: `the remote's copy of model ${model.sha256.slice(0, 12)}… is damaged (sha256 ${got.slice(0, 12)}…, ${bytes.length} bytes); not used` };
+    }
+    await fs.mkdir(this.dir, { recursive: true });
+    const tmp = `${file}.tmp-${process.pid}`;
+    await fs.writeFile(tmp, bytes);
+    await fs.rename(tmp, file);
+    const now = await fs.stat(file);
+    this.#verified.set(file, { size: now.size, mtimeMs: now.mtimeMs });
+    return { ok: true, path: file };
+  }
+
+  private async check(file: string, model: Requirements['model'], st: { size: number; mtimeMs: number }): Promise<ModelCopy> {
+    const known = this.#verified.get(file);
+    if (known && known.size === st.size && known.mtimeMs === st.mtimeMs) return { ok: true, path: file };
+    const got = await hashFile(file);
+    if (got !== model.sha256) {
+      this.#verified.delete(file);
+      return {
+        ok: false,
+        refuse: true,
+        reason: `its copy of the model ${file} has sha256 ${got.slice(0, 12)}…, the job needs ${model.sha256.slice(0, 12)}… (delete the file to fetch a fresh copy)`,
+      };
+    }
+    this.#verified.set(file, { size: st.size, mtimeMs: st.mtimeMs });
+    return { ok: true, path: file };
+  }
+}
