@@ -200,6 +200,14 @@ export class QueueCluster implements Cluster {
           `${report.fromRemote ? ` (${report.fromRemote} chunks were already in the remote)` : ''}; images are named relative to ${dataRoot} (workers: --data-root)`,
       );
 
+      const refusals = new Set<string>();
+      const reportRefusals = async () => {
+        for (const [worker, reason] of Object.entries(await redis.hgetall(keys.refusals(reqId)))) {
+          if (refusals.has(worker)) continue;
+          refusals.add(worker);
+          req.warn(`worker ${worker} refused this stage's jobs: ${reason}`);
+        }
+      };
       const workerName = `${os.hostname()}-${process.pid}-run`;
       if (this.options.localConcurrency > 0) {
         const local = new Worker<FeatureJobData, JobSummary>(
@@ -222,7 +230,6 @@ export class QueueCluster implements Cluster {
         closers.unshift(() => local.close());
       }
 
-      const refusals = new Set<string>();
       let lastStateCheck = 0;
       let downSince: number | undefined;
       while (pending.size) {
@@ -247,11 +254,7 @@ export class QueueCluster implements Cluster {
         lastStateCheck = Date.now();
         // Redis may have lost everything: register the queue again, and add what it forgot.
         await redis.hset(keys.requirements, reqId, JSON.stringify(requirements));
-        for (const [worker, reason] of Object.entries(await redis.hgetall(keys.refusals(reqId)))) {
-          if (refusals.has(worker)) continue;
-          refusals.add(worker);
-          req.warn(`worker ${worker} refused this stage's jobs: ${reason}`);
-        }
+        await reportRefusals();
         const lost: string[] = [];
         for (const id of [...pending]) {
           const state = await queue.getJobState(id);
@@ -273,6 +276,7 @@ export class QueueCluster implements Cluster {
           await add(lost);
         }
       }
+      if (redis.status === 'ready') await reportRefusals();
       return report;
     } finally {
       req.signal.removeEventListener('abort', onAbort);

@@ -180,7 +180,10 @@ export class FeatureWorker {
         const copy = await this.#models.ensure(data.requirements.model);
         return copy.ok ? copy : { ok: false, reason: copy.reason };
       },
-      onStart: (job) => this.#holds.set(job.id!, { job: job.id!, images: job.data.images.length, done: 0, since: new Date().toISOString() }),
+      onStart: (job) => {
+        this.#holds.set(job.id!, { job: job.id!, images: job.data.images.length, done: 0, since: new Date().toISOString() });
+        opts.say(`job ${job.id!.slice(0, 15)}…: started, ${job.data.images.length} images`);
+      },
       onProgress: (job, done) => {
         const h = this.#holds.get(job.id!);
         if (h) h.done = done;

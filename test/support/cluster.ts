@@ -1,0 +1,81 @@
+// Helpers for tests of `run --queue` and `tlpipe worker`: workers as child
+// processes, lines they print, and what the remote holds.
+import type { ResultPromise } from 'execa';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { start } from './faults.js';
+
+export interface WorkerProcess {
+  child: ResultPromise;
+  name: string;
+  /** Everything it printed so far. */
+  output(): string;
+  /** Resolves with the first match of `pattern` in its output (past or future). */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
+}
+
+export function startWorker(
+  name: string,
+  options: { queue: string; remote: string; dataRoot: string; cwd: string; models?: string; extra?: string[]; env?: Record<string, string> },
+): WorkerProcess {
+  const args = ['worker', '--queue', options.queue, '--remote', options.remote, '--data-root', options.dataRoot, '--name', name, ...(options.models ? ['--models', options.models] : []), ...(options.extra ?? [])];
+  const child = start(args, { cwd: options.cwd, env: options.env, timeoutMs: 600_000 });
+  let text = '';
+  const waiters: (() => void)[] = [];
+  child.stderr?.on('data', (d: Buffer) => {
+    text += d.toString();
+    for (const w of waiters.splice(0)) w();
+  });
+  child.catch(() => undefined);
+  return {
+    child,
+    name,
+    output: () => text,
+    waitFor(pattern, timeoutMs = 60_000) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`worker ${name} did not print ${pattern} in ${timeoutMs} ms; it printed:\n${text.slice(-1500)}`)), timeoutMs);
+        const check = () => {
+          const m = pattern.exec(text);
+          if (m) {
+            clearTimeout(timer);
+            resolve(m);
+          } else waiters.push(check);
+        };
+        check();
+      });
+    },
+  };
+}
+
+/** Stops a worker with SIGTERM and returns its exit code (killed with SIGKILL after 20 s). */
+export async function stopWorker(w: WorkerProcess): Promise<number | undefined> {
+  if (w.child.exitCode !== null && w.child.exitCode !== undefined) return w.child.exitCode;
+  w.child.kill('SIGTERM');
+  const timer = setTimeout(() => w.child.kill('SIGKILL'), 20_000);
+  const r = await w.child.catch((e: { exitCode?: number }) => e);
+  clearTimeout(timer);
+  return (r as { exitCode?: number }).exitCode;
+}
+
+/** The worker named in each result the remote holds, by job id. */
+export async function resultWorkers(remoteDir: string): Promise<Map<string, string>> {
+  const dir = path.join(remoteDir, 'cluster', 'chunks');
+  const out = new Map<string, string>();
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+    if (name.includes('.tmp-')) continue;
+    const bytes = await fs.readFile(path.join(dir, name));
+    const length = bytes.readUInt32LE(8);
+    out.set(name, (JSON.parse(bytes.toString('utf8', 12, 12 + length)) as { worker: string }).worker);
+  }
+  return out;
+}
+
+/** The features artifact's files (sha256 by name) in a store. */
+export async function featuresFiles(storeRoot: string): Promise<Record<string, string>> {
+  const dir = path.join(storeRoot, 'artifacts');
+  for (const name of await fs.readdir(dir)) {
+    const entry = JSON.parse(await fs.readFile(path.join(dir, name), 'utf8')) as { stage: string; files: Record<string, { sha256: string }> };
+    if (entry.stage === 'features') return Object.fromEntries(Object.entries(entry.files).map(([k, v]) => [k, v.sha256]));
+  }
+  throw new Error(`no features artifact in ${storeRoot}`);
+}
