@@ -62,6 +62,7 @@ import {
   trial,
   truncate,
 } from './support/faults.js';
+import { clusterTrials } from './support/cluster-faults.js';
 import { fixture, needsFixtures } from './support/fixtures.js';
 import { serveWithRanges } from './support/range-server.js';
 import { buildZip } from './support/zip.js';
@@ -1226,6 +1227,8 @@ describe('dataset downloads: cut connections, wrong bytes, changed and hostile a
     }
   });
 });
+
+clusterTrials({ reference, runArgs, boundMs: RUN_BOUND_MS });
 
 // ── the verdict ──────────────────────────────────────────────────────────
 

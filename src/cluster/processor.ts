@@ -73,7 +73,9 @@ export function featureProcessor(options: ProcessorOptions) {
         if (e instanceof ImageMismatch) throw new UnrecoverableError(`worker ${options.worker}: ${e.message}`);
         throw e;
       }
-      await options.exchange.put(chunkKey(id), bytes);
+      // A late or duplicate delivery (the lock expired, another worker finished first) leaves the stored result as it is.
+      const stored = await options.exchange.get(chunkKey(id));
+      if (!stored || !verifyResult(stored, id, job.data).ok) await options.exchange.put(chunkKey(id), bytes);
       const check = verifyResult(bytes, id, job.data);
       const failed = check.ok ? check.header.failed.length : 0;
       const summary = { worker: options.worker, images: job.data.images.length - failed, failed, ms: Date.now() - started, reused: false };
