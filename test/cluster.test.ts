@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { dataRootOf } from '../src/cluster/coordinator.js';
 import { encodeResult, FEATURE_JOB_FORMAT, type FeatureJobData, featureJobId, verifyResult } from '../src/cluster/feature-job.js';
-import { encodeFeatureChunk } from '../src/steps/feature-table.js';
+import { encodeFeatureChunk } from '../src/features/chunks.js';
 import { featuresFiles, resultWorkers, startWorker, stopWorker } from './support/cluster.js';
 import { cli, expectClean, photoSet, project, removeScratch, scratchDir, summaryOf } from './support/faults.js';
 import { needsFixtures } from './support/fixtures.js';
