@@ -137,6 +137,9 @@ describe('run --queue with a worker', { skip: needsFixtures || needsRedis }, () 
       expectClean(r, 0, 'the run');
       assert.match(r.stderr, /failed on the queue \(worker odd: .*cat\.3\.jpg has sha256 [0-9a-f]{12}…, the dataset's manifest says [0-9a-f]{12}…/);
       assert.match(r.stderr, /this run computes it itself/);
+      // It takes no more of this queue's jobs, and says why.
+      assert.match(w.output(), /worker odd refuses the jobs of queue [0-9a-f]{16}: its data differs from the run's: .*cat\.3\.jpg/);
+      assert.equal((w.output().match(/: started/g) ?? []).length, 1, w.output());
       const alone = await project();
       const r0 = await cli(['run', 'pipelines/catsdogs.yaml', '--json', '--set', `data=${data}`, '--set', 'features.chunkSize=8', '--set', 'epochs=3'], { cwd: alone, timeoutMs: 200_000 });
       expectClean(r0, 0, 'the one-machine run');

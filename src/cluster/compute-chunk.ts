@@ -10,9 +10,11 @@ import { loadImageTensorInto } from '../images/preprocess.js';
 import { ImageLoadError } from '../images/image-problems.js';
 import { createRng, deriveSeed } from '../images/random.js';
 import { encodeFeatureChunk } from '../features/chunks.js';
+import type { SessionCache } from './sessions.js';
 import { encodeResult, type FeatureJobData, type JobImage, type ResultHeader } from './feature-job.js';
 
-export class ImageMismatch extends Error {}
+/** This machine's copy of the data is not the run's: missing, unreadable, or other bytes. Never a skipped image. */
+export class DataMismatch extends Error {}
 
 export interface ComputeOptions {
   modelPath: string;
@@ -21,6 +23,8 @@ export interface ComputeOptions {
   worker: string;
   intraOpThreads?: number;
   loadConcurrency?: number;
+  /** Sessions kept across jobs (a worker's); without it, one is started for this chunk. */
+  sessions?: SessionCache;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
 }
@@ -32,16 +36,24 @@ export async function computeChunk(jobId: string, data: FeatureJobData, options:
   const failed: ResultHeader['failed'] = [];
   const rows: [string, Float32Array][] = [];
   const where = (image: JobImage) => path.join(options.dataRoot, ...image.path.split('/'));
-  let mismatch: ImageMismatch | undefined;
+  let mismatch: DataMismatch | undefined;
   for await (const batch of extractFeatures<JobImage>({
     modelPath: options.modelPath,
     items: data.images,
     load: async (image, target, offset) => {
       const file = where(image);
-      const bytes = await readFile(file);
+      let bytes: Buffer;
+      try {
+        bytes = await readFile(file);
+      } catch (e) {
+        mismatch ??= new DataMismatch(
+          `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): is --data-root ${options.dataRoot} the folder that holds what the run has under ${data.dataRoot}?`,
+        );
+        throw mismatch;
+      }
       const actual = createHash('sha256').update(bytes).digest('hex');
       if (actual !== image.hash) {
-        mismatch ??= new ImageMismatch(
+        mismatch ??= new DataMismatch(
           `${file} has sha256 ${actual.slice(0, 12)}…, the dataset's manifest says ${image.hash.slice(0, 12)}…: ` +
             `this machine's copy of "${image.path}" differs (is --data-root ${options.dataRoot} the right folder?)`,
         );
@@ -49,6 +61,7 @@ export async function computeChunk(jobId: string, data: FeatureJobData, options:
       }
       await loadImageTensorInto(bytes, data.spec, target, offset, image.copy ? { rng: viewRng(image, data.augmentSeed) } : {});
     },
+    ...(options.sessions ? { pool: options.sessions.get(options.modelPath, data.requirements.runtime.device, options.intraOpThreads) } : {}),
     batchSize: data.batchSize,
     intraOpThreads: options.intraOpThreads,
     loadConcurrency: options.loadConcurrency,
@@ -56,7 +69,7 @@ export async function computeChunk(jobId: string, data: FeatureJobData, options:
     signal: options.signal,
     onProgress: (n) => options.onProgress?.(n, data.images.length),
     onError: (image, error) => {
-      if (error instanceof ImageMismatch) return;
+      if (error instanceof DataMismatch) return;
       // Without the path: the run names the image by its own path, as a one-machine run does.
       if (error instanceof ImageLoadError) failed.push({ key: image.key, kind: error.kind, reason: error.reason });
       else failed.push({ key: image.key, reason: (error as Error).message });

@@ -20,6 +20,7 @@ import type { Exchange } from './exchange.js';
 import { chunkKey, FEATURE_JOB_FORMAT, type FeatureJobData, featureJobId, type JobImage, modelKey, type Requirements, requirementsId, type ResultHeader, verifyResult } from './feature-job.js';
 import { featureProcessor, type JobSummary } from './processor.js';
 import { runtimeVersions } from './runtime.js';
+import { SessionCache } from './sessions.js';
 
 /** One view to compute, with the run's absolute path of its image. */
 export interface ViewToCompute {
@@ -80,7 +81,7 @@ export interface ClusterOptions {
   localConcurrency: number;
 }
 
-const POLL_MS = 300;
+const POLL_MS = 200;
 const STATE_CHECK_MS = 2000;
 
 async function hashFile(file: string): Promise<string> {
@@ -209,6 +210,8 @@ export class QueueCluster implements Cluster {
         }
       };
       const workerName = `${os.hostname()}-${process.pid}-run`;
+      const sessions = new SessionCache();
+      closers.push(() => sessions.closeAll());
       if (this.options.localConcurrency > 0) {
         const local = new Worker<FeatureJobData, JobSummary>(
           queueName(reqId),
@@ -218,6 +221,7 @@ export class QueueCluster implements Cluster {
             dataRoot,
             intraOpThreads: req.intraOpThreads,
             loadConcurrency: req.loadConcurrency,
+            sessions,
             stopping: stopping.signal,
             model: async () => ({ ok: true, path: req.modelPath }),
             onEnd: (job, outcome) => {

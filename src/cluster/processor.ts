@@ -4,8 +4,9 @@
 // summary. A result already in the remote is not computed again.
 import { type Job, UnrecoverableError, WaitingError } from 'bullmq';
 import { errorMessage } from '../runner/errors.js';
-import { computeChunk, ImageMismatch } from './compute-chunk.js';
+import { computeChunk, DataMismatch } from './compute-chunk.js';
 import type { Exchange } from './exchange.js';
+import type { SessionCache } from './sessions.js';
 import { chunkKey, type FeatureJobData, verifyResult } from './feature-job.js';
 
 export interface JobSummary {
@@ -23,6 +24,8 @@ export interface ProcessorOptions {
   dataRoot: string;
   intraOpThreads?: number;
   loadConcurrency?: number;
+  /** Sessions kept across this worker's jobs. */
+  sessions?: SessionCache;
   /** The model file to compute with, checked before each job: a reason when this worker must not. */
   model(job: FeatureJobData): Promise<{ ok: true; path: string } | { ok: false; reason: string }>;
   /** Aborted on shutdown: the job in hand goes back to the queue. */
@@ -65,12 +68,19 @@ export function featureProcessor(options: ProcessorOptions) {
           worker: options.worker,
           intraOpThreads: options.intraOpThreads,
           loadConcurrency: options.loadConcurrency,
+          sessions: options.sessions,
           signal: stop,
           onProgress: (done, total) => options.onProgress?.(job, done, total),
         });
       } catch (e) {
+        // A session that saw an error or an abort is not reused.
+        await options.sessions?.discard(model.path);
         if (stop.aborted) return await handBack();
-        if (e instanceof ImageMismatch) throw new UnrecoverableError(`worker ${options.worker}: ${e.message}`);
+        if (e instanceof DataMismatch) {
+          // Its data is not the run's: this job fails (the run computes it) and the worker takes no more of this queue.
+          options.onRefuse?.(`its data differs from the run's: ${e.message}`);
+          throw new UnrecoverableError(`worker ${options.worker}: ${e.message}`);
+        }
         throw e;
       }
       // A late or duplicate delivery (the lock expired, another worker finished first) leaves the stored result as it is.

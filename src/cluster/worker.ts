@@ -16,6 +16,7 @@ import type { FeatureJobData, Requirements } from './feature-job.js';
 import { ModelCache } from './model-cache.js';
 import { featureProcessor, type JobSummary } from './processor.js';
 import { runtimeMismatch, runtimeVersions } from './runtime.js';
+import { SessionCache } from './sessions.js';
 
 export interface WorkerOptions {
   queueUrl: string;
@@ -61,6 +62,7 @@ export class FeatureWorker {
   readonly #redis: Redis;
   readonly #models: ModelCache;
   readonly #stop = new AbortController();
+  readonly #sessions = new SessionCache();
   readonly #queues = new Map<string, Worker<FeatureJobData, JobSummary>>();
   readonly #refused = new Map<string, string>();
   readonly #pending = new Map<string, string>();
@@ -116,7 +118,7 @@ export class FeatureWorker {
       } catch (e) {
         if (!this.#stop.signal.aborted) this.#fatal?.(e as Error);
       }
-      if (!this.#stop.signal.aborted) this.#timer = setTimeout(tick, HEARTBEAT_MS / 2);
+      if (!this.#stop.signal.aborted) this.#timer = setTimeout(tick, HEARTBEAT_MS / 4);
     };
     void tick();
     await Promise.race([new Promise<void>((resolve) => this.#stop.signal.addEventListener('abort', () => resolve(), { once: true })), fatal]);
@@ -174,6 +176,7 @@ export class FeatureWorker {
       exchange: opts.exchange,
       dataRoot: opts.dataRoot,
       intraOpThreads: opts.threads,
+      sessions: this.#sessions,
       stopping: this.#stop.signal,
       model: async (data) => {
         // Checked again before every job: the copy on disk may have changed since.
@@ -271,6 +274,7 @@ export class FeatureWorker {
     clearTimeout(this.#timer);
     const held = this.#holds.size;
     await Promise.all([...this.#queues.values()].map((w) => w.close().catch(() => undefined)));
+    await this.#sessions.closeAll();
     if (this.#redis.status === 'ready') await this.#redis.del(keys.worker(this.name)).catch(() => undefined);
     this.#redis.disconnect();
     this.#options.say(`worker ${this.name} stopped${held ? `; ${held} job(s) handed back to the queue` : ''}`);

@@ -69,6 +69,11 @@ export interface ExtractOptions<T> {
   /** Let onnxruntime's idle threads spin-wait. Default false: decoders need those cycles. */
   spinning?: boolean;
   device?: Device;
+  /**
+   * Inference workers already started on this model, kept by the caller across
+   * calls (a queue worker's jobs): saves the session start per call. Not closed here.
+   */
+  pool?: InferencePool;
   signal?: AbortSignal;
   /** Called after each batch: images finished so far (extracted or skipped), and the total when known. */
   onProgress?: (done: number, total: number | undefined) => void;
@@ -127,7 +132,7 @@ export async function* extractFeatures<T>(opts: ExtractOptions<T>): AsyncGenerat
   if (opts.signal?.aborted) throw abortReason(opts.signal);
   opts.signal?.addEventListener('abort', onUserAbort, { once: true });
 
-  const pool = new InferencePool({
+  const pool = opts.pool ?? new InferencePool({
     model,
     modelLabel: label,
     settings: { device: opts.device ?? 'cpu', intraOpThreads: plan.intraOpThreads, spinning: opts.spinning ?? false },
@@ -156,7 +161,7 @@ export async function* extractFeatures<T>(opts: ExtractOptions<T>): AsyncGenerat
   } finally {
     opts.signal?.removeEventListener('abort', onUserAbort);
     stop.abort(new Error('feature extraction finished'));
-    await Promise.all([pool.close(), loaders.pool?.close()]);
+    await Promise.all([opts.pool ? undefined : pool.close(), loaders.pool?.close()]);
     await producer;
     // The producer may have started loader workers after the line above read loaders.pool.
     await loaders.pool?.close();
