@@ -83,6 +83,8 @@ export interface ClusterOptions {
 
 const POLL_MS = 200;
 const STATE_CHECK_MS = 2000;
+/** How long workers get to find a new queue before a run that only coordinates decides nobody serves it. */
+const DISCOVERY_GRACE_MS = 5000;
 
 async function hashFile(file: string): Promise<string> {
   const hash = createHash('sha256');
@@ -196,6 +198,7 @@ export class QueueCluster implements Cluster {
           })),
         );
       await add([...pending]);
+      const addedAt = Date.now();
       req.log(
         `queue ${url}: ${pending.size} chunk jobs of ${req.chunkSize} images on queue ${reqId}` +
           `${report.fromRemote ? ` (${report.fromRemote} chunks were already in the remote)` : ''}; images are named relative to ${dataRoot} (workers: --data-root)`,
@@ -212,7 +215,9 @@ export class QueueCluster implements Cluster {
       const workerName = `${os.hostname()}-${process.pid}-run`;
       const sessions = new SessionCache();
       closers.push(() => sessions.closeAll());
-      if (this.options.localConcurrency > 0) {
+      let localStarted = false;
+      const startLocal = (concurrency: number) => {
+        localStarted = true;
         const local = new Worker<FeatureJobData, JobSummary>(
           queueName(reqId),
           featureProcessor({
@@ -228,11 +233,26 @@ export class QueueCluster implements Cluster {
               if (!('error' in outcome) && !outcome.reused) computedHere.add(job.id!);
             },
           }),
-          { connection, prefix: PREFIX, concurrency: this.options.localConcurrency, lockDuration: lockDurationMs(), stalledInterval: lockDurationMs(), maxStalledCount: 10 },
+          { connection, prefix: PREFIX, concurrency, lockDuration: lockDurationMs(), stalledInterval: lockDurationMs(), maxStalledCount: 10 },
         );
         local.on('error', (e) => (lastError = errorMessage(e)));
         closers.unshift(() => local.close());
-      }
+      };
+      if (this.options.localConcurrency > 0) startLocal(this.options.localConcurrency);
+      /** Live workers (by their leases) that take this queue's jobs. */
+      const serving = async () => {
+        let count = 0;
+        let cursor = '0';
+        do {
+          const [next, found] = await redis.scan(cursor, 'MATCH', keys.workerPattern, 'COUNT', 200);
+          cursor = next;
+          for (const key of found) {
+            const status = JSON.parse((await redis.get(key)) ?? 'null') as { queues?: string[] } | null;
+            if (status?.queues?.includes(reqId)) count++;
+          }
+        } while (cursor !== '0');
+        return count;
+      };
 
       let lastStateCheck = 0;
       let downSince: number | undefined;
@@ -259,6 +279,11 @@ export class QueueCluster implements Cluster {
         // Redis may have lost everything: register the queue again, and add what it forgot.
         await redis.hset(keys.requirements, reqId, JSON.stringify(requirements));
         await reportRefusals();
+        // A run that only coordinates still never waits for nobody: with no live worker on the queue, it works itself.
+        if (!localStarted && Date.now() - addedAt > DISCOVERY_GRACE_MS && (await serving()) === 0) {
+          req.warn(`no live worker takes this queue's jobs${refusals.size ? ` (${refusals.size} refused)` : ''}; this run computes them itself`);
+          startLocal(1);
+        }
         const lost: string[] = [];
         for (const id of [...pending]) {
           const state = await queue.getJobState(id);

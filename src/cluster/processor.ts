@@ -28,6 +28,8 @@ export interface ProcessorOptions {
   sessions?: SessionCache;
   /** The model file to compute with, checked before each job: a reason when this worker must not. */
   model(job: FeatureJobData): Promise<{ ok: true; path: string } | { ok: false; reason: string }>;
+  /** True once this worker refused the queue: jobs fetched meanwhile go back. */
+  refused?(): boolean;
   /** Aborted on shutdown: the job in hand goes back to the queue. */
   stopping: AbortSignal;
   onStart?(job: Job<FeatureJobData>): void;
@@ -45,7 +47,8 @@ export function featureProcessor(options: ProcessorOptions) {
       await job.moveToWait(token);
       throw new WaitingError();
     };
-    if (options.stopping.aborted) return handBack();
+    // Stopping, or this worker refused the queue a moment ago: the job goes back untouched.
+    if (options.stopping.aborted || options.refused?.()) return handBack();
     options.onStart?.(job);
     try {
       const existing = await options.exchange.get(chunkKey(id));

@@ -8,6 +8,8 @@ export interface RuntimeVersions {
   onnxruntime: string;
   sharp: string;
   libvips: string;
+  /** The JPEG decoder libvips uses. */
+  jpeg: string;
   /** The execution provider: 'cpu' or 'cuda'. */
   device: 'cpu' | 'cuda';
 }
@@ -16,7 +18,7 @@ const require = createRequire(import.meta.url);
 
 export function runtimeVersions(device: 'cpu' | 'cuda'): RuntimeVersions {
   const ort = require('onnxruntime-node/package.json') as { version: string };
-  return { onnxruntime: ort.version, sharp: sharp.versions.sharp ?? 'unknown', libvips: sharp.versions.vips, device };
+  return { onnxruntime: ort.version, sharp: sharp.versions.sharp ?? 'unknown', libvips: sharp.versions.vips, jpeg: (sharp.versions as Record<string, string | undefined>).mozjpeg ?? 'unknown', device };
 }
 
 /** What differs between the runtime a job needs and this one, in words; empty when they match. */

@@ -164,6 +164,7 @@ export class FeatureWorker {
   }
 
   async #refuse(req: string, reason: string): Promise<void> {
+    if (this.#refused.has(req)) return;
     this.#refused.set(req, reason);
     this.#options.say(`worker ${this.name} refuses the jobs of queue ${req}: ${reason}`);
     await this.#redis.hset(keys.refusals(req), this.name, reason);
@@ -177,6 +178,7 @@ export class FeatureWorker {
       dataRoot: opts.dataRoot,
       intraOpThreads: opts.threads,
       sessions: this.#sessions,
+      refused: () => this.#refused.has(req),
       stopping: this.#stop.signal,
       model: async (data) => {
         // Checked again before every job: the copy on disk may have changed since.

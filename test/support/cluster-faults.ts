@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { featuresFiles, resultWorkers, startWorker, stopWorker } from './cluster.js';
+import { featuresFiles, killWorkers, resultWorkers, startWorker, stopWorker } from './cluster.js';
 import {
   type CliRun,
   type Outputs,
@@ -63,6 +63,7 @@ async function withCluster<T>(body: (s: Setup) => Promise<T>): Promise<T> {
     const dir = await project();
     return await body({ redis, remoteDir, remote: `file://${remoteDir}`, dir, store: path.join(dir, '.tlpipe'), models: () => scratchDir('models') });
   } finally {
+    await killWorkers();
     await redis.stop();
   }
 }

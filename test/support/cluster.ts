@@ -14,6 +14,16 @@ export interface WorkerProcess {
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
 }
 
+const started: WorkerProcess[] = [];
+
+/** Kills every worker a test started and left running (a failed assertion skips its stopWorker). */
+export async function killWorkers(): Promise<void> {
+  for (const w of started.splice(0)) {
+    if (w.child.exitCode === null || w.child.exitCode === undefined) w.child.kill('SIGKILL');
+    await w.child.catch(() => undefined);
+  }
+}
+
 export function startWorker(
   name: string,
   options: { queue: string; remote: string; dataRoot: string; cwd: string; models?: string; extra?: string[]; env?: Record<string, string> },
@@ -27,7 +37,7 @@ export function startWorker(
     for (const w of waiters.splice(0)) w();
   });
   child.catch(() => undefined);
-  return {
+  const w: WorkerProcess = {
     child,
     name,
     output: () => text,
@@ -45,6 +55,8 @@ export function startWorker(
       });
     },
   };
+  started.push(w);
+  return w;
 }
 
 /** Stops a worker with SIGTERM and returns its exit code (killed with SIGKILL after 20 s). */
