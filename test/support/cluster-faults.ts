@@ -156,7 +156,7 @@ export function clusterTrials(deps: ClusterTrialDeps): void {
           const readded = /(\d+) chunk jobs were not in Redis and not in the remote: added again/.exec(r.stderr);
           await stopWorker(w);
           if (!waited && !readded) return `the run finished before Redis went down (${held} rows committed): not hit`;
-          return `killed with ${held} rows committed; the run said "${(waited ?? '').slice(0, 70)}…"${readded ? `, re-added ${readded[1]} jobs` : ''}; features and outputs identical`;
+          return `killed with ${held} rows committed${waited ? `; the run said "${waited.slice(0, 70)}…"` : ''}${readded ? `; it re-added ${readded[1]} jobs Redis had lost` : ''}; features and outputs identical`;
         }),
       );
     });
