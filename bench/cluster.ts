@@ -110,6 +110,14 @@ async function main(): Promise<void> {
         } finally {
           for (const w of ws) w.kill();
           await Promise.all(ws.map((w) => w.done));
+          // What each worker did, from its own lines: jobs, and images/s while computing.
+          const each = ws.map((w, i) => {
+            const jobs = [...w.err().matchAll(/: (\d+) images in ([\d.]+) s/g)].map((m) => [Number(m[1]), Number(m[2])] as const);
+            const images = jobs.reduce((n, [k]) => n + k, 0);
+            const seconds = jobs.reduce((n, [, t]) => n + t, 0);
+            return `worker ${i} on core ${cores[i]}: ${jobs.length} jobs, ${seconds ? (images / seconds).toFixed(1) : '0'} images/s while computing`;
+          });
+          console.log(`  ${each.join('; ')}`);
           await fs.rm(remote, { recursive: true, force: true });
         }
       };
