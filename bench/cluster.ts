@@ -4,8 +4,8 @@
 //   - the same images through `run --queue` with 1 worker pinned to one core;
 //   - with 2 workers, each pinned to its own core;
 // and prints images/s of each, the 2-worker / 1-worker ratio (goal ≥ 1.8),
-// the queue's overhead per job in ms ((queued 1-worker time − local time) /
-// jobs), and what N machines would take on 100,000 images, computed from
+// the queue's overhead per job in ms (the 1-worker stage's wall time not
+// spent computing a job, per job), and what N machines would take on 100,000 images, computed from
 // those measured costs. The run only coordinates (TLPIPE_QUEUE_LOCAL_JOBS=0),
 // so that the workers' cores are the only ones computing.
 // Flags: --images N (default 600), --chunk N (default 32), --reps N (default 1).
@@ -95,7 +95,7 @@ async function main(): Promise<void> {
     // Warm: the dataset, backbone and freeze stages, and the page cache.
     await featuresMs(dir, {}, [], '0');
 
-    const rows: { local: number; one: number; two: number }[] = [];
+    const rows: { local: number; one: number; two: number; overhead: number; busyPerImage: number }[] = [];
     for (let rep = 0; rep < REPS; rep++) {
       const local = await featuresMs(dir, {}, [], '0');
       const spread = async (cores: string[]) => {
@@ -105,8 +105,10 @@ async function main(): Promise<void> {
         );
         procs.push(...ws);
         for (const w of ws) await waitFor(w, /worker bench-\d+-\d+: queue/);
+        let busyMs = 0;
         try {
-          return await featuresMs(dir, { TLPIPE_QUEUE_LOCAL_JOBS: '0' }, ['--queue', redis.url, '--remote', `file://${remote}`]);
+          const ms = await featuresMs(dir, { TLPIPE_QUEUE_LOCAL_JOBS: '0' }, ['--queue', redis.url, '--remote', `file://${remote}`]);
+          return { ms, busyMs: () => busyMs };
         } finally {
           for (const w of ws) w.kill();
           await Promise.all(ws.map((w) => w.done));
@@ -115,15 +117,19 @@ async function main(): Promise<void> {
             const jobs = [...w.err().matchAll(/: (\d+) images in ([\d.]+) s/g)].map((m) => [Number(m[1]), Number(m[2])] as const);
             const images = jobs.reduce((n, [k]) => n + k, 0);
             const seconds = jobs.reduce((n, [, t]) => n + t, 0);
+            busyMs += seconds * 1000;
             return `worker ${i} on core ${cores[i]}: ${jobs.length} jobs, ${seconds ? (images / seconds).toFixed(1) : '0'} images/s while computing`;
           });
           console.log(`  ${each.join('; ')}`);
           await fs.rm(remote, { recursive: true, force: true });
         }
       };
-      const one = await spread(['0']);
-      const two = await spread(['0', '1']);
-      rows.push({ local, one, two });
+      const oneRun = await spread(['0']);
+      const twoRun = await spread(['0', '1']);
+      const one = oneRun.ms;
+      const two = twoRun.ms;
+      // The queue's cost: the 1-worker stage's wall time not spent computing a job, per job.
+      rows.push({ local, one, two, overhead: (one - oneRun.busyMs()) / jobs, busyPerImage: oneRun.busyMs() / IMAGES });
       const ips = (ms: number) => (IMAGES / (ms / 1000)).toFixed(1);
       console.log(`rep ${rep + 1}: local 1 core ${ips(local)} images/s | queue, 1 worker ${ips(one)} images/s | queue, 2 workers ${ips(two)} images/s | ratio ${(one / two).toFixed(2)}`);
     }
@@ -132,10 +138,10 @@ async function main(): Promise<void> {
     const one = median(rows.map((r) => r.one));
     const two = median(rows.map((r) => r.two));
     const ratio = median(rows.map((r) => r.one / r.two));
-    const overheadMs = (one - local) / jobs;
-    const perImageMs = local / IMAGES;
+    const overheadMs = median(rows.map((r) => r.overhead));
+    const perImageMs = median(rows.map((r) => r.busyPerImage));
     console.log('');
-    console.log(`per image on one core: ${perImageMs.toFixed(1)} ms; queue overhead per job: ${overheadMs.toFixed(0)} ms (a job of ${CHUNK} images computes in ${(perImageMs * CHUNK).toFixed(0)} ms)`);
+    console.log(`per image on one worker core: ${perImageMs.toFixed(1)} ms computing (${(local / IMAGES).toFixed(1)} ms in the one-machine stage); queue overhead per job: ${overheadMs.toFixed(0)} ms (wall time of the 1-worker stage not spent computing, per job; a job of ${CHUNK} images computes in ${(perImageMs * CHUNK).toFixed(0)} ms)`);
     console.log('');
     console.log('100,000 images, chunks of 256, each machine like one core of this one (computed from the costs above):');
     console.log('| machines | jobs each | time | images/s |');
