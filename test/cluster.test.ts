@@ -113,7 +113,10 @@ describe('run --queue with a worker', { skip: needsFixtures || needsRedis }, () 
       const again = await project();
       const r2 = await cli(queueArgs(data, redis.url, remote), { cwd: again, timeoutMs: 200_000 });
       expectClean(r2, 0, 'a second clone');
-      assert.equal(summaryOf(r2).metrics.features!['chunks from remote'], 4);
+      // The remote cache serves the whole stage (pulled), or the queue its chunks: nothing is computed.
+      const s2 = summaryOf(r2);
+      const f2 = s2.stages.find((x) => x.name === 'features')!;
+      assert.ok(f2.status === 'pulled' || s2.metrics.features!['chunks from remote'] === 4, JSON.stringify(f2));
       assert.deepEqual(await featuresFiles(path.join(again, '.tlpipe')), await featuresFiles(path.join(alone, '.tlpipe')));
 
       assert.equal(await stopWorker(w), 0, w.output());
