@@ -15,6 +15,7 @@ import { describeFailure } from './runner/outcome.js';
 import { type RunRecord, RunRecords } from './runner/runs.js';
 import { stepRegistry } from './runner/registry.js';
 import { builtinSteps } from './steps/index.js';
+import { artifactKinds } from './artifacts/index.js';
 import type { InputPort } from './runner/step.js';
 import { runSummary, formatMetrics } from './runner/summary.js';
 import { expandSweep } from './runner/sweep.js';
@@ -22,7 +23,7 @@ import { compareRuns, formatComparison } from './runner/compare.js';
 import { remoteCommands, remoteForRun, remoteGc } from './remote/commands.js';
 
 /** The built-in steps, passed to the runner (which imports none). */
-const builtins = stepRegistry(builtinSteps);
+const builtins = stepRegistry(builtinSteps, artifactKinds);
 
 type Command = (ctx: CommandContext) => Promise<number>;
 
@@ -243,7 +244,7 @@ const gc: Command = async (ctx) => {
 };
 
 const steps: Command = async (ctx) => {
-  const list = [...builtins.values()];
+  const list = [...builtins.steps.values()];
   if (ctx.values.json) {
     print(
       JSON.stringify(

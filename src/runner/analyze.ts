@@ -73,7 +73,8 @@ export function findProjectDir(pipelineDir: string): string {
   }
 }
 
-export async function analyze(source: LoadedSource, builtins: StepRegistry): Promise<Pipeline> {
+export async function analyze(source: LoadedSource, registry: StepRegistry): Promise<Pipeline> {
+  const builtins = registry.steps;
   const diagnostics: Diagnostic[] = [...source.diagnostics];
   const { value, locations } = source;
   const file = source.files[0]!.path;
@@ -103,7 +104,7 @@ export async function analyze(source: LoadedSource, builtins: StepRegistry): Pro
         diagnostics.push(locations.diagnostic(p, `Stage "${name}" cannot consume its own artifact.`));
       }
     }
-    if (!step || !checkDeclaredKinds(step, raw.uses, `${at}/uses`, locations, diagnostics)) continue;
+    if (!step || !checkDeclaredKinds(step, raw.uses, registry.kinds, `${at}/uses`, locations, diagnostics)) continue;
     checkInputNames(step, name, raw, inputs, at, locations, diagnostics);
     const params = structuredClone(raw.with ?? {}) as Json;
     const validate = stepValidator(step);
@@ -118,7 +119,7 @@ export async function analyze(source: LoadedSource, builtins: StepRegistry): Pro
   }
   checkParams(stages, validParams, locations, diagnostics);
 
-  checkWiring(stages, locations, diagnostics, [...builtins.values()]);
+  checkWiring(stages, registry.kinds, locations, diagnostics, [...builtins.values()]);
   const ordered = orderStages(stages, locations, diagnostics);
   if (diagnostics.length) throw new PipelineInvalid(dedupe(diagnostics));
   return {
@@ -191,7 +192,7 @@ function normaliseInputs(inputs: unknown): { [input: string]: string } {
 
 async function resolveStep(
   uses: string,
-  builtins: StepRegistry,
+  builtins: StepRegistry['steps'],
   pipelineDir: string,
   at: Pointer,
   locations: Locations,

@@ -6,11 +6,17 @@ import { pathToFileURL } from 'node:url';
 import { errorMessage } from './errors.js';
 import type { Step } from './step.js';
 
-/** The built-in step types by name, as analysis resolves `uses:`. */
-export type StepRegistry = ReadonlyMap<string, Step>;
+/** The artifact kinds steps may declare, by name (src/artifacts/index.ts), with how messages speak of each. */
+export type KindRegistry = ReadonlyMap<string, { readonly label: string }>;
 
-export function stepRegistry(steps: readonly Step[]): StepRegistry {
-  return new Map(steps.map((s) => [s.type, s]));
+/** What analysis resolves against: the built-in step types by name (`uses:`) and the artifact kinds. */
+export interface StepRegistry {
+  steps: ReadonlyMap<string, Step>;
+  kinds: KindRegistry;
+}
+
+export function stepRegistry(steps: readonly Step[], kinds: KindRegistry): StepRegistry {
+  return { steps: new Map(steps.map((s) => [s.type, s])), kinds };
 }
 
 /** `uses:` values that name a module rather than a built-in step type. */

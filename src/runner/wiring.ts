@@ -1,9 +1,9 @@
 // The contract between stages, checked at analysis: every input a stage wires
 // must come from a stage producing an artifact kind the input accepts, and
 // every kind a step declares must be one of src/artifacts/.
-import { artifactKinds } from '../artifacts/index.js';
 import { type Diagnostic, didYouMean } from './diagnostic.js';
 import { type Locations, type Pointer, pointer } from './load.js';
+import type { KindRegistry } from './registry.js';
 import type { InputPort, Step } from './step.js';
 
 export interface WiredStage {
@@ -16,7 +16,7 @@ export interface WiredStage {
 
 const accepted = (port: InputPort): readonly string[] => (port.kind === undefined ? [] : typeof port.kind === 'string' ? [port.kind] : port.kind);
 
-const labelOf = (kind: string) => `${artifactKinds.get(kind)?.label ?? 'an artifact'} (kind "${kind}")`;
+const labelOf = (kinds: KindRegistry, kind: string) => `${kinds.get(kind)?.label ?? 'an artifact'} (kind "${kind}")`;
 
 function ports(step: Step): [string, InputPort][] {
   const declared = step.inputs ?? {};
@@ -24,7 +24,7 @@ function ports(step: Step): [string, InputPort][] {
 }
 
 /** Kinds a step declares that are not artifact kinds, reported at its `uses:`. */
-export function checkDeclaredKinds(step: Step, uses: string, at: Pointer, locations: Locations, diagnostics: Diagnostic[]): boolean {
+export function checkDeclaredKinds(step: Step, uses: string, artifactKinds: KindRegistry, at: Pointer, locations: Locations, diagnostics: Diagnostic[]): boolean {
   const who = uses.startsWith('.') || uses.startsWith('/') ? `Step module "${uses}"` : `Step "${uses}"`;
   const unknown = (kind: unknown, what: string) => {
     if (typeof kind === 'string' && artifactKinds.has(kind)) return false;
@@ -47,6 +47,7 @@ export function checkDeclaredKinds(step: Step, uses: string, at: Pointer, locati
  */
 export function checkWiring(
   stages: readonly WiredStage[],
+  known: KindRegistry,
   locations: Locations,
   diagnostics: Diagnostic[],
   builtins: readonly Step[],
@@ -61,7 +62,7 @@ export function checkWiring(
       const produced = producer.step.produces;
       if (produced !== undefined && kinds.includes(produced)) continue;
       const at = `${pointer('stages', stage.name, 'inputs', input)}`;
-      const wants = `Input "${input}" of stage "${stage.name}" accepts ${kinds.map(labelOf).join(' or ')}`;
+      const wants = `Input "${input}" of stage "${stage.name}" accepts ${kinds.map((k) => labelOf(known, k)).join(' or ')}`;
       if (produced === undefined) {
         diagnostics.push(
           locations.diagnostic(
@@ -79,7 +80,7 @@ export function checkWiring(
         const steps = builtins.filter((s) => s.produces !== undefined && kinds.includes(s.produces)).map((s) => s.type);
         hint = ` No stage of this pipeline produces one${steps.length ? `: add a ${steps.join(' or ')} stage` : ''}.`;
       }
-      diagnostics.push(locations.diagnostic(at, `${wants}, but stage "${producer.name}" (${producer.uses}) produces ${labelOf(produced)}.${hint}`));
+      diagnostics.push(locations.diagnostic(at, `${wants}, but stage "${producer.name}" (${producer.uses}) produces ${labelOf(known, produced)}.${hint}`));
     }
   }
 }
