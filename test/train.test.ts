@@ -7,7 +7,7 @@ import { chooseEngine } from '../src/train/engine-choice.js';
 import { headSpecSchema, initHead, type HeadSpec } from '../src/train/head.js';
 import { predict } from '../src/train/evaluate.js';
 import { Prng } from '../src/train/prng.js';
-import { learningRate, parseHeadSpec, parseTrainSpec, SpecError, trainSpecSchema } from '../src/train/spec.js';
+import { DEFAULT_WEIGHT_DECAY_GRID, learningRate, parseHeadSpec, parseTrainSpec, SpecError, trainSpecSchema } from '../src/train/spec.js';
 import { train, type TrainOptions, type TrainResult } from '../src/train/train.js';
 
 /** Gaussian-ish clusters: class c is shifted by `separation` along feature c. */
@@ -32,8 +32,9 @@ test('parseTrainSpec fills defaults', () => {
   const spec = parseTrainSpec({});
   assert.deepEqual(spec, {
     engine: 'auto', device: 'cpu', optimizer: 'adam', lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8,
-    momentum: 0.9, dampening: 0, nesterov: false, weightDecay: 0, batchSize: 64, epochs: 10, seed: 0,
-    classWeights: null, patience: null, minDelta: 0, lrSchedule: 'constant', lrStepEpochs: 7, lrGamma: 0.1, lrMin: 0,
+    momentum: 0.9, dampening: 0, nesterov: false, weightDecay: 0, weightDecayGrid: DEFAULT_WEIGHT_DECAY_GRID, folds: 5,
+    standardize: true, tolerance: 1e-4, maxIterations: 500, batchSize: 64, epochs: 10, seed: 0,
+    classWeights: null, patience: 'auto', minDelta: 0, lrSchedule: 'constant', lrStepEpochs: 7, lrGamma: 0.1, lrMin: 0,
   });
 });
 

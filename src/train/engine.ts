@@ -3,13 +3,13 @@
 // both engines see exactly the same batches and masks.
 import type { FeatureSplit } from './data.js';
 import type { HeadWeights } from './head.js';
-import type { Device, OptimizerName } from './spec.js';
+import type { Device, GradientOptimizerName } from './spec.js';
 
 export type EngineName = 'onnx' | 'typescript';
 
 /** Optimiser settings that stay fixed for a run. */
 export interface OptimizerConfig {
-  optimizer: OptimizerName;
+  optimizer: GradientOptimizerName;
   betas: readonly [number, number];
   eps: number;
   momentum: number;

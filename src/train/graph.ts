@@ -303,6 +303,32 @@ export function buildTrainGraph(options: TrainGraphOptions): BuiltGraph {
   return finish(g, 'head_train_step', inputs, outputs);
 }
 
+/**
+ * The full-batch gradient graph of a linear head (the L-BFGS solver's
+ * objective): forward pass, class-weighted cross-entropy, and the gradient
+ * of the loss *sum* Σ w·nll with respect to weight and bias, so that chunks
+ * of rows can be added up; the caller divides by the weight sum.
+ */
+export function buildGradientGraph(options: HeadGraphShape): BuiltGraph {
+  const { widths, dtype } = options;
+  if (widths.length !== 2) throw new RangeError(`the gradient graph is for linear heads, got layer widths ${widths.join('→')}`);
+  const g = new GraphWriter(dtype);
+  const f = forward(g, widths, null);
+  const t = lossTerms(g, f.logits, widths[1]!);
+  const dz = g.op('Mul', [g.op('Sub', [g.op('Exp', [t.logProb]), t.oneHot]), t.sampleWeight]);
+  g.op('Gemm', [dz, io.features], { transA: attr.int(1) }, io.grad(io.weight(0)));
+  g.reduceSum(dz, [0], false, io.grad(io.bias(0)));
+  const paramSpecs = parameterSpecs(widths, dtype);
+  const inputs = [...dataInputs(widths, dtype, true), ...paramSpecs];
+  const outputs: ValueSpec[] = [
+    scalarSpec(io.lossSum, dtype),
+    scalarSpec(io.weightSum, dtype),
+    scalarSpec(io.correct, dtype),
+    ...paramSpecs.map((s) => ({ ...s, name: io.grad(s.name) })),
+  ];
+  return finish(g, 'head_gradient', inputs, outputs);
+}
+
 export interface EvalGraphOptions extends HeadGraphShape {
   /** With labels: also loss_sum, weight_sum and correct (needs labels and class_weights inputs). */
   withLabels: boolean;

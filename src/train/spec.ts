@@ -11,6 +11,10 @@ import { headSpecSchema, type HeadSpec } from './head.js';
 
 export const MAX_EPOCHS = 100000;
 export const MAX_BATCH_SIZE = 1 << 20;
+/** Early-stopping patience that patience 'auto' stands for. */
+export const AUTO_PATIENCE = 10;
+/** Default candidates of weightDecay 'auto': 10⁰ down to 10⁻⁶ in half decades. */
+export const DEFAULT_WEIGHT_DECAY_GRID = Array.from({ length: 13 }, (_, i) => Number((10 ** (-i / 2)).toPrecision(2)));
 
 const positiveFinite = (description: string, def: number, maximum = 1e6) =>
   Type.Number({ exclusiveMinimum: 0, maximum, default: def, description });
@@ -26,9 +30,10 @@ export const trainSpecProperties = {
     default: 'cpu',
     description: "Execution provider for the 'onnx' engine. 'cuda' needs onnxruntime-node installed with its CUDA provider.",
   }),
-  optimizer: StringEnum(['adam', 'adamw', 'sgd'], {
+  optimizer: StringEnum(['adam', 'adamw', 'sgd', 'lbfgs'], {
     default: 'adam',
-    description: "'adam' and 'sgd' as in PyTorch (weight decay added to the gradient); 'adamw' decouples weight decay.",
+    description:
+      "'adam' and 'sgd' as in PyTorch (weight decay added to the gradient); 'adamw' decouples weight decay. 'lbfgs' (linear heads): full-batch L-BFGS on the L2-regularised cross-entropy, run to convergence (tolerance, maxIterations); no learning rate, batches or epochs.",
   }),
   lr: positiveFinite('Learning rate.', 1e-3, 100),
   betas: Type.Unsafe<[number, number]>(
@@ -43,12 +48,25 @@ export const trainSpecProperties = {
   momentum: Type.Number({ minimum: 0, exclusiveMaximum: 1, default: 0.9, description: 'SGD momentum (0: plain SGD).' }),
   dampening: Type.Number({ minimum: 0, maximum: 1, default: 0, description: 'SGD dampening of momentum.' }),
   nesterov: Type.Boolean({ default: false, description: 'SGD Nesterov momentum (needs momentum > 0 and dampening 0).' }),
-  weightDecay: Type.Number({
-    minimum: 0,
-    maximum: 1,
+  weightDecay: Type.Union([Type.Number({ minimum: 0, maximum: 100 }), Type.Literal('auto')], {
     default: 0,
-    description: 'Weight decay: L2 penalty added to the gradient (adam, sgd) or decoupled (adamw).',
+    description:
+      "Weight decay: L2 penalty added to the gradient (adam, sgd) or decoupled (adamw); for lbfgs the strength λ of λ/2·‖W‖² (bias not penalised). 'auto': lbfgs picks it from weightDecayGrid by held-out accuracy on the validation split (k-fold on the training split without one); the other optimisers use 0.",
   }),
+  weightDecayGrid: Type.Array(Type.Number({ exclusiveMinimum: 0, maximum: 100 }), {
+    minItems: 1,
+    maxItems: 100,
+    default: DEFAULT_WEIGHT_DECAY_GRID,
+    description: "Candidate strengths for weightDecay 'auto'.",
+  }),
+  folds: Type.Integer({ minimum: 2, maximum: 20, default: 5, description: "Cross-validation folds of weightDecay 'auto' when there is no validation split." }),
+  standardize: Type.Boolean({
+    default: true,
+    description:
+      "Standardise every feature with the training split's mean and standard deviation; folded into the head's first layer afterwards, so prediction and the exported model take raw features.",
+  }),
+  tolerance: positiveFinite('lbfgs: stop when the largest gradient component is at most this.', 1e-4, 1),
+  maxIterations: Type.Integer({ minimum: 1, maximum: 100000, default: 500, description: 'lbfgs: most iterations per solve.' }),
   batchSize: Type.Integer({ minimum: 1, maximum: MAX_BATCH_SIZE, default: 64, description: 'Samples per optimisation step.' }),
   epochs: Type.Integer({ minimum: 1, maximum: MAX_EPOCHS, default: 10, description: 'Passes over the training set.' }),
   seed: Type.Integer({
@@ -62,9 +80,9 @@ export const trainSpecProperties = {
     description:
       "Loss weight of each class, for imbalanced data: 'balanced' (n / (classes × class count)), one positive number per class, or null for equal weights. The loss is the weighted mean, as PyTorch's CrossEntropyLoss(weight=...).",
   }),
-  patience: Type.Union([Type.Integer({ minimum: 1, maximum: MAX_EPOCHS }), Type.Null()], {
-    default: null,
-    description: 'Early stopping: stop after this many epochs without validation-loss improvement; the best epoch’s weights are kept. null: no early stopping.',
+  patience: Type.Union([Type.Integer({ minimum: 1, maximum: MAX_EPOCHS }), Type.Null(), Type.Literal('auto')], {
+    default: 'auto',
+    description: `Early stopping: stop after this many epochs without validation-loss improvement; the best epoch’s weights are kept. null: no early stopping. 'auto': ${AUTO_PATIENCE} with a validation split, none without.`,
   }),
   minDelta: Type.Number({ minimum: 0, maximum: 1e6, default: 0, description: 'Smallest validation-loss decrease that counts as an improvement.' }),
   lrSchedule: StringEnum(['constant', 'step', 'cosine'], {
@@ -88,6 +106,8 @@ export type TrainSpec = Static<typeof trainSpecSchema>;
 export type EngineChoice = TrainSpec['engine'];
 export type Device = TrainSpec['device'];
 export type OptimizerName = TrainSpec['optimizer'];
+/** Optimisers that take steps on mini-batches (all but the full-batch 'lbfgs'). */
+export type GradientOptimizerName = Exclude<OptimizerName, 'lbfgs'>;
 export type LrSchedule = TrainSpec['lrSchedule'];
 export type ClassWeightsSpec = TrainSpec['classWeights'];
 
@@ -140,8 +160,10 @@ export function parseTrainSpec(input: unknown = {}): TrainSpec {
   const { train: validateTrain } = libraryValidators();
   if (!validateTrain(spec)) throw new SpecError(`invalid training parameters: ${describe(validateTrain.errors, 'train')}`);
   const s = spec as unknown as TrainSpec;
-  for (const key of ['lr', 'eps', 'momentum', 'dampening', 'weightDecay', 'minDelta', 'lrGamma', 'lrMin'] as const)
+  for (const key of ['lr', 'eps', 'momentum', 'dampening', 'minDelta', 'lrGamma', 'lrMin', 'tolerance'] as const)
     if (!Number.isFinite(s[key])) throw new SpecError(`invalid training parameters: train.${key} must be a finite number`);
+  if (s.weightDecay !== 'auto' && !Number.isFinite(s.weightDecay))
+    throw new SpecError('invalid training parameters: train.weightDecay must be a finite number or auto');
   const [problem] = trainSpecProblems(s);
   if (problem) throw new SpecError(`invalid training parameters: ${problem.message}`);
   return s;

@@ -7,7 +7,9 @@ import { chooseEngine } from './engine-choice.js';
 import { checkHeadShape, checkWeights, dropoutOf, initHead, layerWidths, type HeadSpec, type HeadWeights } from './head.js';
 import { OnnxEngine } from './onnx.js';
 import { Prng } from './prng.js';
-import { learningRate, SpecError, withTrainDefaults, type Device, type TrainSpec } from './spec.js';
+import { fitLinearHead, type RegularizationSearch, type SolveRecord, type CandidateScore } from './linear-solve.js';
+import { AUTO_PATIENCE, learningRate, SpecError, withTrainDefaults, type Device, type TrainSpec } from './spec.js';
+import { checkFinite, featureStats, foldStandardization, standardizeSplit, type FeatureStats } from './standardize.js';
 import { TypeScriptEngine } from './typescript.js';
 
 /** What each epoch reports (the runner prints these, as the classic script prints loss and accuracy). */
@@ -38,6 +40,8 @@ export interface TrainOptions {
   /** Starting weights (e.g. from the "replace head" step); default: initHead(head, …). */
   initialWeights?: HeadWeights;
   onEpoch?: (metrics: EpochMetrics) => void | Promise<void>;
+  /** weightDecay 'auto': called with each candidate's score as the search goes. */
+  onCandidate?: (candidate: CandidateScore) => void | Promise<void>;
   signal?: AbortSignal;
   /** ONNX engine only: 'float64' runs the float64 build of the graph, for checks against references. */
   precision?: 'float32' | 'float64';
@@ -60,6 +64,14 @@ export interface TrainResult {
   classWeights: number[];
   /** The complete, validated parameters. */
   spec: TrainSpec;
+  /** The L2 strength used (the chosen one for weightDecay 'auto'). */
+  weightDecay: number;
+  /** The training split's feature statistics, already folded into `weights`; null when standardize is off. */
+  standardization: FeatureStats | null;
+  /** lbfgs: how the final solve ended. */
+  solver: SolveRecord | null;
+  /** weightDecay 'auto' with lbfgs: every candidate's score and the chosen strength. */
+  regularization: RegularizationSearch | null;
 }
 
 async function createEngine(name: EngineName, setup: EngineSetup, spec: TrainSpec, options: TrainOptions): Promise<TrainEngine> {
@@ -86,7 +98,13 @@ function batchWeight(split: FeatureSplit, rows: Int32Array, classWeights: Float6
 
 export async function train(options: TrainOptions): Promise<TrainResult> {
   const spec = withTrainDefaults(options.spec);
-  const data = normaliseData(options.data);
+  const raw = normaliseData(options.data);
+  checkFinite(raw.train, 'training split');
+  if (raw.val) checkFinite(raw.val, 'validation split');
+  // The head is trained on standardised features and the transform folded into it at the end.
+  const stats = spec.standardize ? featureStats(raw.train) : null;
+  const data = stats ? { ...raw, train: standardizeSplit(raw.train, stats), val: raw.val && standardizeSplit(raw.val, stats) } : raw;
+  const unfold = (w: HeadWeights) => (stats ? foldStandardization(w, stats) : w);
   const { featureWidth, classes } = data;
   checkHeadShape(options.head, featureWidth, classes);
   const widths = layerWidths(options.head, featureWidth, classes);
@@ -94,10 +112,63 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   checkWeights(initial, featureWidth);
   if (initial.layers.length !== widths.length - 1 || initial.layers.some((l, i) => l.outFeatures !== widths[i + 1]))
     throw new SpecError(`initial weights do not match the head: layer widths ${[featureWidth, ...initial.layers.map((l) => l.outFeatures)].join('→')}, head ${widths.join('→')}`);
-  if (spec.patience !== null && !data.val)
+  const patience = spec.patience === 'auto' ? (data.val ? AUTO_PATIENCE : null) : spec.patience;
+  if (patience !== null && !data.val)
     throw new SpecError('early stopping (patience) needs a validation split');
 
   const classWeights = resolveClassWeights(spec.classWeights, data.train, classes);
+  if (spec.optimizer === 'lbfgs') {
+    if (widths.length !== 2) throw new SpecError("optimizer 'lbfgs' is for linear heads; train an 'mlp' head with adam, adamw or sgd");
+    const n = data.train.indices.length;
+    // One objective evaluation is a pass over every row; budget ~100 of them for the engine choice.
+    const choice = chooseEngine(spec, widths, Math.min(n, 8192), 100 * (n + (data.val?.indices.length ?? 0)));
+    const started = performance.now();
+    const fit = await fitLinearHead({
+      train: data.train,
+      val: data.val,
+      features: featureWidth,
+      classes,
+      classWeights,
+      weightDecay: spec.weightDecay,
+      grid: spec.weightDecayGrid,
+      folds: spec.folds,
+      seed: spec.seed,
+      tolerance: spec.tolerance,
+      maxIterations: spec.maxIterations,
+      engine: choice.engine,
+      device: spec.device,
+      ...(options.threads ? { threads: options.threads } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.onCandidate ? { onCandidate: options.onCandidate } : {}),
+    });
+    const metrics: EpochMetrics = {
+      epoch: 1,
+      trainLoss: fit.train.lossSum / fit.train.weightSum,
+      trainAccuracy: fit.train.correct / fit.train.count,
+      valLoss: fit.val ? fit.val.lossSum / fit.val.weightSum : null,
+      valAccuracy: fit.val ? fit.val.correct / fit.val.count : null,
+      lr: 0,
+      seconds: (performance.now() - started) / 1000,
+    };
+    await options.onEpoch?.(metrics);
+    return {
+      weights: unfold(fit.weights),
+      bestEpoch: 1,
+      history: [metrics],
+      stoppedEarly: false,
+      engine: choice.engine,
+      device: spec.device,
+      engineReason: choice.reason,
+      classWeights: Array.from(classWeights),
+      spec,
+      weightDecay: fit.weightDecay,
+      standardization: stats,
+      solver: fit.solve,
+      regularization: fit.search,
+    };
+  }
+  // Stochastic optimisers are regularised by their epochs (and early stopping); 'auto' adds no decay.
+  const weightDecay = spec.weightDecay === 'auto' ? 0 : spec.weightDecay;
   const dropout = dropoutOf(options.head);
   const batchSize = Math.min(spec.batchSize, data.train.indices.length);
   const samplesPerEpoch = data.train.indices.length + (data.val?.indices.length ?? 0);
@@ -105,7 +176,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const setup: EngineSetup = {
     widths,
     initial,
-    optimizer: spec,
+    optimizer: { ...spec, optimizer: spec.optimizer, weightDecay },
     dropout,
     classWeights,
     batchSize,
@@ -158,7 +229,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         } else sinceBest++;
       }
       await options.onEpoch?.(metrics);
-      if (spec.patience !== null && sinceBest >= spec.patience && e + 1 < spec.epochs) {
+      if (patience !== null && sinceBest >= patience && e + 1 < spec.epochs) {
         stoppedEarly = true;
         break;
       }
@@ -166,7 +237,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     // Without a validation split (or if validation loss was never a number), keep the last epoch.
     const weights = best?.weights ?? engine.weights();
     return {
-      weights,
+      weights: unfold(weights),
       bestEpoch: best?.epoch ?? history.length,
       history,
       stoppedEarly,
@@ -175,6 +246,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       engineReason: choice.reason,
       classWeights: Array.from(classWeights),
       spec,
+      weightDecay,
+      standardization: stats,
+      solver: null,
+      regularization: null,
     };
   } finally {
     await engine.dispose();

@@ -1,0 +1,257 @@
+// A linear head trained to the optimum of its L2-regularised cross-entropy
+// with L-BFGS (the linear-probe protocol of Kornblith et al. 2019 and of
+// CLIP), and the automatic choice of the regularisation strength: a path
+// over candidate strengths, from strong to weak, each solve warm-started
+// from the previous one, scored on the validation split (or by k-fold
+// cross-validation on the training split when there is none).
+import type { FeatureSplit } from './data.js';
+import type { EngineName } from './engine.js';
+import type { HeadWeights } from './head.js';
+import { minimize, type LbfgsResult } from './lbfgs.js';
+import { createObjective, type LinearObjective, type SplitScore } from './objective.js';
+import { Prng } from './prng.js';
+import type { Device } from './spec.js';
+
+export interface SolveSettings {
+  tolerance: number;
+  maxIterations: number;
+  signal?: AbortSignal;
+}
+
+/** What one solve reached. */
+export interface SolveRecord {
+  iterations: number;
+  evaluations: number;
+  converged: boolean;
+  stop: LbfgsResult['stop'];
+  /** Largest gradient component of the penalised objective at the end. */
+  gradientNorm: number;
+  /** Penalised objective at the end. */
+  objective: number;
+}
+
+/** One candidate strength of the search and how it scored (summed over folds for k-fold). */
+export interface CandidateScore {
+  weightDecay: number;
+  accuracy: number;
+  /** Class-weighted mean cross-entropy on the held-out rows. */
+  loss: number;
+  /** L-BFGS iterations (over all folds). */
+  iterations: number;
+  converged: boolean;
+}
+
+export interface RegularizationSearch {
+  /** 'validation split', or 'k-fold' with `folds` folds of the training split. */
+  method: 'validation split' | 'k-fold';
+  folds: number | null;
+  criterion: 'held-out accuracy, then loss';
+  candidates: CandidateScore[];
+  chosen: number;
+}
+
+/** Parameters as one vector [W (classes × features, row-major), b], and back. */
+export function paramsToWeights(params: Float64Array, features: number, classes: number): HeadWeights {
+  return {
+    layers: [
+      {
+        weight: Float32Array.from(params.subarray(0, classes * features)),
+        bias: Float32Array.from(params.subarray(classes * features)),
+        inFeatures: features,
+        outFeatures: classes,
+      },
+    ],
+  };
+}
+
+/** Minimises data loss + λ/2·‖W‖² from `start`. */
+export async function solve(
+  objective: LinearObjective, features: number, classes: number, weightDecay: number, start: Float64Array, settings: SolveSettings,
+): Promise<{ params: Float64Array; record: SolveRecord }> {
+  const penalised = classes * features;
+  const result = await minimize(
+    async (x, grad) => {
+      const data = await objective.valueAndGradient(x, grad);
+      let norm = 0;
+      for (let j = 0; j < penalised; j++) {
+        norm += x[j]! * x[j]!;
+        grad[j] += weightDecay * x[j]!;
+      }
+      return data + 0.5 * weightDecay * norm;
+    },
+    start,
+    { tolerance: settings.tolerance, maxIterations: settings.maxIterations, signal: settings.signal },
+  );
+  return {
+    params: result.x,
+    record: {
+      iterations: result.iterations,
+      evaluations: result.evaluations,
+      converged: result.converged,
+      stop: result.stop,
+      gradientNorm: result.gradientNorm,
+      objective: result.value,
+    },
+  };
+}
+
+export interface FitOptions extends SolveSettings {
+  train: FeatureSplit;
+  val: FeatureSplit | null;
+  features: number;
+  classes: number;
+  classWeights: Float64Array;
+  weightDecay: number | 'auto';
+  grid: readonly number[];
+  folds: number;
+  seed: number;
+  engine: EngineName;
+  device: Device;
+  threads?: number;
+  onCandidate?: (candidate: CandidateScore) => void | Promise<void>;
+}
+
+export interface FitResult {
+  weights: HeadWeights;
+  weightDecay: number;
+  solve: SolveRecord;
+  search: RegularizationSearch | null;
+  /** The chosen solution's score on the validation split (null without one). */
+  val: SplitScore | null;
+  train: SplitScore;
+}
+
+/** Stop walking the path after this many weaker candidates without a better score. */
+const PATH_PATIENCE = 3;
+
+const better = (a: { accuracy: number; loss: number }, b: { accuracy: number; loss: number }) =>
+  a.accuracy > b.accuracy || (a.accuracy === b.accuracy && a.loss < b.loss);
+
+interface PathPoint {
+  weightDecay: number;
+  params: Float64Array;
+  record: SolveRecord;
+  held: SplitScore;
+}
+
+/**
+ * Solves for each strength from strong to weak (warm starts: a weaker
+ * strength's optimum lies near the previous one), scoring each on `held`;
+ * stops early after PATH_PATIENCE candidates that do not improve when `stopEarly`.
+ */
+async function walkPath(
+  objective: LinearObjective, options: FitOptions, grid: number[], held: FeatureSplit, stopEarly: boolean,
+  onPoint: (p: PathPoint) => void | Promise<void>,
+): Promise<void> {
+  let start: Float64Array = new Float64Array(options.classes * (options.features + 1));
+  let best: { accuracy: number; loss: number } | null = null;
+  let since = 0;
+  for (const weightDecay of grid) {
+    const { params, record } = await solve(objective, options.features, options.classes, weightDecay, start, options);
+    const heldScore = await objective.score(params, held);
+    await onPoint({ weightDecay, params, record, held: heldScore });
+    start = params;
+    const s = { accuracy: heldScore.correct / heldScore.count, loss: heldScore.lossSum / heldScore.weightSum };
+    if (best === null || better(s, best)) {
+      best = s;
+      since = 0;
+    } else if (stopEarly && ++since >= PATH_PATIENCE) break;
+  }
+}
+
+/** Stratified, seeded fold of every training row: fold[i] in 0…k-1. */
+export function assignFolds(split: FeatureSplit, k: number, seed: number): Int32Array {
+  const rng = new Prng(seed, 4);
+  const byClass = new Map<number, number[]>();
+  split.indices.forEach((row, i) => {
+    const y = split.labels[row]!;
+    byClass.set(y, [...(byClass.get(y) ?? []), i]);
+  });
+  const fold = new Int32Array(split.indices.length);
+  let offset = 0;
+  for (const y of [...byClass.keys()].sort((a, b) => a - b)) {
+    const members = Int32Array.from(byClass.get(y)!);
+    rng.shuffle(members);
+    // Dealt round-robin, continuing where the previous class stopped, so fold sizes stay even.
+    members.forEach((i, j) => (fold[i] = (offset + j) % k));
+    offset = (offset + members.length) % k;
+  }
+  return fold;
+}
+
+function subset(split: FeatureSplit, fold: Int32Array, f: number, inFold: boolean): FeatureSplit {
+  const rows: number[] = [];
+  for (let i = 0; i < split.indices.length; i++) if ((fold[i] === f) === inFold) rows.push(split.indices[i]!);
+  return { ...split, indices: Int32Array.from(rows) };
+}
+
+function candidateOf(weightDecay: number, held: SplitScore, iterations: number, converged: boolean): CandidateScore {
+  return { weightDecay, accuracy: held.correct / held.count, loss: held.lossSum / held.weightSum, iterations, converged };
+}
+
+export async function fitLinearHead(options: FitOptions): Promise<FitResult> {
+  const { features, classes } = options;
+  const setup = (split: FeatureSplit) => ({ split, features, classes, classWeights: options.classWeights });
+  const objective = await createObjective(options.engine, setup(options.train), options.device, options.threads);
+  try {
+    const zero = () => new Float64Array(classes * (features + 1));
+    const finish = async (weightDecay: number, params: Float64Array, record: SolveRecord, search: RegularizationSearch | null): Promise<FitResult> => ({
+      weights: paramsToWeights(params, features, classes),
+      weightDecay,
+      solve: record,
+      search,
+      val: options.val ? await objective.score(params, options.val) : null,
+      train: await objective.score(params, options.train),
+    });
+    if (options.weightDecay !== 'auto') {
+      const { params, record } = await solve(objective, features, classes, options.weightDecay, zero(), options);
+      return await finish(options.weightDecay, params, record, null);
+    }
+    const grid = [...new Set(options.grid)].sort((a, b) => b - a);
+    if (options.val) {
+      const candidates: CandidateScore[] = [];
+      let best: PathPoint | null = null;
+      await walkPath(objective, options, grid, options.val, true, async (p) => {
+        const c = candidateOf(p.weightDecay, p.held, p.record.iterations, p.record.converged);
+        candidates.push(c);
+        await options.onCandidate?.(c);
+        if (best === null || better(c, candidateOf(best.weightDecay, best.held, 0, true))) best = p;
+      });
+      const chosen = best! as PathPoint;
+      return await finish(chosen.weightDecay, chosen.params, chosen.record, {
+        method: 'validation split', folds: null, criterion: 'held-out accuracy, then loss', candidates, chosen: chosen.weightDecay,
+      });
+    }
+    // No validation split: k-fold on the training split, every fold over the whole grid, then one solve on all rows.
+    const k = Math.min(options.folds, options.train.indices.length);
+    const fold = assignFolds(options.train, k, options.seed);
+    const totals = grid.map((weightDecay) => ({ weightDecay, lossSum: 0, weightSum: 0, correct: 0, count: 0, iterations: 0, converged: true }));
+    for (let f = 0; f < k; f++) {
+      const held = subset(options.train, fold, f, true);
+      if (held.indices.length === 0) continue;
+      const foldObjective = await createObjective(options.engine, setup(subset(options.train, fold, f, false)), options.device, options.threads);
+      try {
+        await walkPath(foldObjective, options, grid, held, false, (p) => {
+          const t = totals.find((x) => x.weightDecay === p.weightDecay)!;
+          t.lossSum += p.held.lossSum;
+          t.weightSum += p.held.weightSum;
+          t.correct += p.held.correct;
+          t.count += p.held.count;
+          t.iterations += p.record.iterations;
+          t.converged &&= p.record.converged;
+        });
+      } finally {
+        await foldObjective.dispose();
+      }
+    }
+    const candidates = totals.map((t) => candidateOf(t.weightDecay, t, t.iterations, t.converged));
+    for (const c of candidates) await options.onCandidate?.(c);
+    const chosen = candidates.reduce((a, c) => (better(c, a) ? c : a));
+    const { params, record } = await solve(objective, features, classes, chosen.weightDecay, zero(), options);
+    return await finish(chosen.weightDecay, params, record, {
+      method: 'k-fold', folds: k, criterion: 'held-out accuracy, then loss', candidates, chosen: chosen.weightDecay,
+    });
+  } finally {
+    await objective.dispose();
+  }
+}
