@@ -175,6 +175,27 @@ describe('report page', () => {
     assert.doesNotMatch(page, /\s(src|href)="(?!data:)/);
   });
 
+  test('an lbfgs run with weightDecay auto: the search, score against strength, the chosen one marked; no one-point curves', () => {
+    const r = structuredClone(runA);
+    const train = r.stages.find((s) => s.uses === 'head.train')!;
+    const candidates = [1, 0.1, 0.01, 0.001, 0.0001].map((weightDecay, i) => ({ weightDecay, accuracy: [0.8, 0.9, 0.95, 0.925, 0.9][i]!, loss: [0.6, 0.3, 0.15, 0.2, 0.3][i]!, iterations: 10 + i, converged: true }));
+    const point = { epoch: 1, trainLoss: 0.1, trainAccuracy: 0.97, valLoss: 0.15, valAccuracy: 0.95, lr: 0, seconds: 0.4 };
+    train.value = {
+      history: [point], bestEpoch: 1, classes: ['cat', 'dog'], optimizer: 'lbfgs', weightDecay: 0.01,
+      regularization: { method: 'validation split', folds: null, criterion: 'held-out accuracy, then loss', candidates, chosen: 0.01 },
+    } as unknown as Json;
+    const page = renderReport([r]);
+    assert.match(page, /<h2>Regularisation search/);
+    assert.equal(circles(page, 'search-accuracy', ''), 5);
+    assert.equal(circles(page, 'search-loss', ''), 5);
+    assert.match(page, /chosen 0\.01/);
+    assert.match(page, /<tr class="best"><td class="num">0\.01<\/td><td class="num">95(\.0)?%/);
+    assert.match(page, /<b>λ = 0\.01<\/b>/);
+    assert.doesNotMatch(page, /<h2>Training curves/);
+    // Without a search there is no such section.
+    assert.doesNotMatch(renderReport([runA]), /Regularisation search/);
+  });
+
   test('every string from a record is escaped', () => {
     const evil = '<script>alert(1)</script>';
     const r = structuredClone(runA);

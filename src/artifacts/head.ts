@@ -33,7 +33,22 @@ export interface EpochPoint {
   seconds: number | null;
 }
 
-/** A trained head's value: its training history. */
+/** One candidate of the weightDecay 'auto' search (src/train/linear-solve.ts). */
+export interface SearchCandidate {
+  weightDecay: number;
+  accuracy: number;
+  loss: number | null;
+}
+
+/** The weightDecay 'auto' search: held-out score against strength, and the chosen strength. */
+export interface RegularizationSearchValue {
+  method: string;
+  folds: number | null;
+  candidates: SearchCandidate[];
+  chosen: number;
+}
+
+/** A trained head's value: its training history, and how its regularisation was set. */
 export interface TrainingValue {
   history: EpochPoint[];
   bestEpoch: number;
@@ -41,6 +56,13 @@ export interface TrainingValue {
   classes: string[];
   engine: string;
   device: string;
+  optimizer?: string;
+  /** The L2 strength used (the chosen one for weightDecay 'auto'). */
+  weightDecay?: number;
+  /** Whether features were standardised (the transform is folded into the head). */
+  standardized?: boolean;
+  solver?: { iterations: number; evaluations: number; converged: boolean; stop: string; gradientNorm: number; objective: number };
+  regularization?: RegularizationSearchValue & { criterion: string; candidates: (SearchCandidate & { iterations: number; converged: boolean })[] };
 }
 
 export const trainingValueJson = (value: TrainingValue): Json => value as unknown as Json;
@@ -50,6 +72,19 @@ export interface Training {
   history: EpochPoint[];
   bestEpoch: number | null;
   classes: string[];
+  regularization: RegularizationSearchValue | null;
+}
+
+function regularizationFromRecord(v: Json | undefined): RegularizationSearchValue | null {
+  if (!isObject(v)) return null;
+  const candidates = (Array.isArray(v.candidates) ? v.candidates : [])
+    .filter(isObject)
+    .map((c) => ({ weightDecay: num(c.weightDecay), accuracy: num(c.accuracy), loss: num(c.loss) }))
+    .filter((c): c is SearchCandidate => c.weightDecay !== null && c.weightDecay > 0 && c.accuracy !== null)
+    .sort((a, b) => a.weightDecay - b.weightDecay);
+  const chosen = num(v.chosen);
+  if (!candidates.length || chosen === null) return null;
+  return { method: typeof v.method === 'string' ? v.method : 'search', folds: num(v.folds), candidates, chosen };
 }
 
 export function trainingFromRecord(value: Json | undefined, metrics: { [name: string]: Json }): Training | null {
@@ -67,5 +102,10 @@ export function trainingFromRecord(value: Json | undefined, metrics: { [name: st
     }))
     .filter((e): e is EpochPoint => e.epoch !== null)
     .sort((a, b) => a.epoch - b.epoch);
-  return { history, bestEpoch: num(value.bestEpoch) ?? num(metrics.bestEpoch), classes: strings(value.classes) };
+  return {
+    history,
+    bestEpoch: num(value.bestEpoch) ?? num(metrics.bestEpoch),
+    classes: strings(value.classes),
+    regularization: regularizationFromRecord(value.regularization),
+  };
 }

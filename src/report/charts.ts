@@ -21,6 +21,10 @@ export interface LineChartOptions {
   formatY: (v: number) => string;
   /** Bounds the axis never goes past (accuracy stays within 0..1). */
   clamp?: [number, number];
+  /** What x is called in tooltips (default 'epoch'). */
+  xName?: string;
+  /** Tick and tooltip text of an x value (default: the number). */
+  formatX?: (v: number) => string;
   /** Vertical guides, e.g. the best epoch. */
   markers?: { x: number; label: string; colour: string }[];
 }
@@ -89,7 +93,7 @@ export function lineChart(options: LineChartOptions): Markup {
   );
   const xTicks = integerTicks(xMin, xMax, 8).map(
     (t) => html`<line class="axis" x1="${f1(sx(t))}" x2="${f1(sx(t))}" y1="${bottom}" y2="${bottom + 5}"/>
-<text class="tick" x="${f1(sx(t))}" y="${bottom + 18}" text-anchor="middle">${t}</text>`,
+<text class="tick" x="${f1(sx(t))}" y="${bottom + 18}" text-anchor="middle">${options.formatX ? options.formatX(t) : t}</text>`,
   );
   const markers = (options.markers ?? []).map((m) => {
     // Near the right edge the label goes on the left of its line, so it stays inside the chart.
@@ -114,7 +118,7 @@ export function lineChart(options: LineChartOptions): Markup {
       .filter((p): p is { x: number; y: number } => p.y !== null)
       .map(
         (p) =>
-          html`<circle cx="${f1(sx(p.x))}" cy="${f1(sy(p.y))}" r="${radius}" fill="${s.dashed ? '#fff' : s.colour}" stroke="${s.colour}" data-series="${s.kind}" data-run="${s.run}" data-x="${p.x}" data-y="${p.y}"><title>${s.label}, epoch ${p.x}: ${options.formatY(p.y)}</title></circle>`,
+          html`<circle cx="${f1(sx(p.x))}" cy="${f1(sy(p.y))}" r="${radius}" fill="${s.dashed ? '#fff' : s.colour}" stroke="${s.colour}" data-series="${s.kind}" data-run="${s.run}" data-x="${p.x}" data-y="${p.y}"><title>${s.label}, ${options.xName ?? 'epoch'} ${options.formatX ? options.formatX(p.x) : p.x}: ${options.formatY(p.y)}</title></circle>`,
       );
     return html`<g class="series" data-series="${s.kind}" data-run="${s.run}">${lines}${circles}</g>`;
   });

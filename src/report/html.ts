@@ -9,6 +9,7 @@ import { type Evaluation, evaluationOf, type Headline, headlineOf, scalarMetrics
 import { decimal, metricValue, paramValue, percent, runDuration, utcDate } from './format.js';
 import { html, type Markup, trusted } from './markup.js';
 import { mistakeGallery } from './mistakes.js';
+import { regularizationSearch } from './regularization.js';
 import { STYLESHEET } from './style.js';
 import { stageTimeline } from './timeline.js';
 
@@ -94,7 +95,8 @@ function hero(run: RunView): Markup {
   const stats: Markup[] = [];
   if (evaluation?.loss !== null && evaluation?.loss !== undefined) stats.push(stat('validation loss', decimal(evaluation.loss, 4)));
   if (evaluation?.macroF1 !== null && evaluation?.macroF1 !== undefined) stats.push(stat('macro F1', percent(evaluation.macroF1)));
-  if (training?.history.length) {
+  if (training?.regularization) stats.push(stat('weight decay', String(training.regularization.chosen), `chosen of ${training.regularization.candidates.length}`));
+  if (training?.history.length && training.history.length > 1) {
     const last = training.history[training.history.length - 1]!;
     const best = training.history.find((e) => e.epoch === training.bestEpoch) ?? last;
     stats.push(stat('best epoch', training.bestEpoch !== null ? `${training.bestEpoch}` : '–', `of ${last.epoch}`));
@@ -138,10 +140,14 @@ ${failed.map((s) => html`<div class="error-stage"><div><b>${s.name}</b> <span cl
 /** Everything about one run below its headline. `curvesOf` is the run itself, or nothing when curves are drawn overlaid above. */
 function runDetails(run: RunView, thumbnails: Map<string, string>, curvesOf: RunView[]): Markup {
   const { record: r, training, evaluation } = run;
+  // One full-batch solve (lbfgs) has a single point: no curve to draw.
   const curves =
-    training && curvesOf.length
+    training && curvesOf.length && training.history.length > 1
       ? html`<section class="card"><h2>Training curves <small>stage ${training.stage}</small></h2>${trainingCurves(curvesOf.map((v) => ({ run: v.record.id, training: v.training!, colour: v.colour })))}</section>`
       : '';
+  const search = training?.regularization
+    ? html`<section class="card"><h2>Regularisation search <small>stage ${training.stage}</small></h2>${regularizationSearch(training.regularization)}</section>`
+    : '';
   const evaluationPart = evaluation
     ? html`<section class="card"><h2>Evaluation <small>stage ${evaluation.stage}${evaluation.count !== null ? ` · ${evaluation.count} validation images` : ''}</small></h2>
 <div class="${evaluation.classes.length > 5 ? 'stacked' : 'two-col'}">
@@ -150,7 +156,7 @@ function runDetails(run: RunView, thumbnails: Map<string, string>, curvesOf: Run
 </div></section>
 <section class="card"><h2>Misclassified validation images</h2>${mistakeGallery(evaluation, thumbnails, r.id)}</section>`
     : '';
-  return html`${curves}${evaluationPart}
+  return html`${curves}${search}${evaluationPart}
 <div class="two-col wide-left">
 <section class="card"><h2>Stage timeline</h2>${stageTimeline(r.stages, r.id)}</section>
 <section class="card"><h2>Parameters</h2>${parameterTable(r)}</section>

@@ -6,6 +6,7 @@ import { featuresKind, readFeatureTable, splitFeatures } from '../artifacts/feat
 import { headKind, readHead, trainedHeadKind, trainingValueJson, writeHead } from '../artifacts/head.js';
 import { defineParams, type Static, StringEnum } from '../params/define.js';
 import { trainSpecProblems, trainSpecProperties, trainSpecSchema } from '../train/spec.js';
+import { checkTrainingInput, describeSearch, recordOf } from '../train/train-record.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
 import { resolveDevice } from '../onnx/runtime.js';
@@ -25,7 +26,7 @@ const num = (x: number | null) => (x === null ? '-' : x.toFixed(4));
 
 export const trainStep = defineStep<TrainParams>({
   type: 'head.train',
-  version: 1,
+  version: 2,
   description: 'Trains the head on the cached features; prints train and validation loss and accuracy per epoch; keeps the best epoch.',
   inputs: {
     head: { description: 'the head.define stage', kind: headKind.name },
@@ -60,6 +61,8 @@ export const trainStep = defineStep<TrainParams>({
     const trainSplit = splitFeatures(table, 'train', { augmented: true });
     const valSplit = splitFeatures(table, 'val');
     if (!trainSplit.images.length) throw new StepFailure('there are no training images with features: check the dataset stage');
+    const problem = checkTrainingInput(params, head.classes, table.width, trainSplit, valSplit);
+    if (problem) throw new StepFailure(problem);
     const device = await resolveDevice(params.device, (m) => ctx.log(m));
     ctx.log(`${trainSplit.images.length} training and ${valSplit.images.length} validation feature vectors of width ${table.width}`);
     const { train } = await import('../train/train.js'); // onnxruntime, only when training
@@ -76,11 +79,14 @@ export const trainStep = defineStep<TrainParams>({
         signal: ctx.signal,
         onEpoch: (m) =>
           ctx.log(
-            `epoch ${m.epoch}/${params.epochs}: train loss ${num(m.trainLoss)} acc ${pct(m.trainAccuracy)} | val loss ${num(m.valLoss)} acc ${pct(m.valAccuracy)}`,
+            `${params.optimizer === 'lbfgs' ? 'lbfgs' : `epoch ${m.epoch}/${params.epochs}`}: train loss ${num(m.trainLoss)} acc ${pct(m.trainAccuracy)} | val loss ${num(m.valLoss)} acc ${pct(m.valAccuracy)}`,
           ),
+        onCandidate: (c) => ctx.log(`weightDecay ${c.weightDecay}: held-out accuracy ${pct(c.accuracy)} loss ${num(c.loss)} (${c.iterations} iterations${c.converged ? '' : ', not converged'})`),
       });
     ctx.log(`engine ${result.engine} on ${result.device} (${result.engineReason}); best epoch ${result.bestEpoch}${result.stoppedEarly ? ', stopped early' : ''}`);
-    await writeHead(ctx.outDir, { spec: head.spec, classes: head.classes, weights: result.weights, metadata: { bestEpoch: result.bestEpoch } });
+    for (const line of describeSearch(result)) ctx.log(line);
+    const record = recordOf(result);
+    await writeHead(ctx.outDir, { spec: head.spec, classes: head.classes, weights: result.weights, metadata: { bestEpoch: result.bestEpoch, ...record.metadata } });
     const best = result.history[result.bestEpoch - 1]!;
     return {
       value: trainingValueJson({
@@ -90,8 +96,9 @@ export const trainStep = defineStep<TrainParams>({
         classes: head.classes,
         engine: result.engine,
         device: result.device,
+        ...record.value,
       }),
-      metrics: { bestEpoch: result.bestEpoch, trainLoss: best.trainLoss, trainAccuracy: best.trainAccuracy, valLoss: best.valLoss, valAccuracy: best.valAccuracy },
+      metrics: { bestEpoch: result.bestEpoch, trainLoss: best.trainLoss, trainAccuracy: best.trainAccuracy, valLoss: best.valLoss, valAccuracy: best.valAccuracy, weightDecay: result.weightDecay },
     };
   },
 });

@@ -9,7 +9,7 @@ import type { FeatureSplit } from './data.js';
 import type { EngineName } from './engine.js';
 import { buildGradientGraph, buildEvalGraph, io } from './graph.js';
 import { binaryLogitsF32, binaryWeightGradF32, denseF32, weightGradF32 } from './kernels.js';
-import { createSession } from './onnx.js';
+import { createSession } from '../onnx/runtime.js';
 import type { Device } from './spec.js';
 
 export interface SplitScore {
@@ -229,9 +229,9 @@ export class OnnxObjective implements LinearObjective {
 
   static async create(setup: ObjectiveSetup, device: Device, threads?: number): Promise<OnnxObjective> {
     const widths = [setup.features, setup.classes];
-    const options = { device, ...(threads ? { threads } : {}) };
-    const gradSession = await createSession(buildGradientGraph({ widths, dtype: 'float32' }).model, options);
-    const evalSession = await createSession(buildEvalGraph({ widths, dtype: 'float32', withLabels: true }).model, options).catch(async (e) => {
+    const options = { device, intraOpThreads: threads, quiet: true };
+    const gradSession = await createSession(buildGradientGraph({ widths, dtype: 'float32' }).model, options, 'the linear head’s gradient graph');
+    const evalSession = await createSession(buildEvalGraph({ widths, dtype: 'float32', withLabels: true }).model, options, 'the linear head’s evaluation graph').catch(async (e: unknown) => {
       await gradSession.release();
       throw e;
     });
