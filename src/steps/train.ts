@@ -42,7 +42,7 @@ export const trainStep = defineStep<TrainParams>({
       problems.push({ at: 'device', message: "device 'cuda' needs engine 'onnx' (or 'auto'): the typescript engine runs on the CPU only." });
     }
     const dataset = inputs.dataset;
-    if (params.patience !== null && dataset && datasetPreview(dataset)?.hasValidationSplit === false) {
+    if (typeof params.patience === 'number' && dataset && datasetPreview(dataset)?.hasValidationSplit === false) {
       problems.push({
         at: 'patience',
         message: `patience (early stopping) needs a validation split, but stage "${dataset.stage}" holds none out: give it valFraction above 0 or a validation folder, or set patience: null.`,
