@@ -12,7 +12,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { writeDataCases, vectorModel } from './support/faults-data.js';
+import { nanFeaturesModel, writeDataCases, vectorModel } from './support/faults-data.js';
 import { carryTrials, deviceTrials } from './support/faults-device.js';
 import {
   type CliRun,
@@ -101,6 +101,9 @@ const runArgs = (data: string, ...extra: string[]) => [
   'features.batchSize=8',
   '--set',
   `epochs=${EPOCHS}`,
+  // Adam's epochs make training long enough to be interrupted (lbfgs, the default, takes milliseconds on 40 photos).
+  '--set',
+  'optimizer=adam',
   ...extra,
 ];
 
@@ -1074,6 +1077,14 @@ describe('bad data: broken, hostile and unusual images, folders and models', { s
             await fs.mkdir(path.join(data, 'test1'));
           }, 1, /only one class \('cat'\).*needs at least two/),
         () =>
+          datasetCase("a class with no validation images, weightDecay auto scoring on the validation split", 'folders', async (data) => {
+            await linkPhotos(path.join(data, 'train', 'cat'), 'cat', 12, (i) => `${i}.jpg`);
+            await linkPhotos(path.join(data, 'train', 'dog'), 'dog', 12, (i) => `${i}.jpg`);
+            // Two images: round(2 × 0.2) = 0 go to validation.
+            await linkPhotos(path.join(data, 'train', 'fox'), 'dog', 2, (i) => `${i + 100}.jpg`);
+            await linkPhotos(path.join(data, 'test'), 'dog', 2, (i) => `${i + 1}.jpg`);
+          }, 1, /class 'fox' has no validation images: add some, raise the dataset's valFraction, or set weightDecay to a number/),
+        () =>
           datasetCase('no images at all', 'filename', async (data) => {
             await fs.mkdir(path.join(data, 'train'), { recursive: true });
             await fs.mkdir(path.join(data, 'test1'));
@@ -1093,9 +1104,17 @@ describe('bad data: broken, hostile and unusual images, folders and models', { s
     const server = await serveFiles({ '/m/tampered.onnx': tampered, '/m/good.onnx': model });
     try {
       const ref = await reference();
-      const cases: { name: string; args: string[]; env?: Record<string, string>; files?: Record<string, string | Uint8Array>; says: RegExp; code: number; check?: (xdg: string) => Promise<void> }[] = [
+      const cases: { name: string; args: string[]; env?: Record<string, string>; files?: Record<string, string | Uint8Array>; says: RegExp; code: number; only?: string; check?: (xdg: string) => Promise<void> }[] = [
         { name: 'a model file that is not ONNX', args: ['--set', 'backbone=models/junk.onnx'], files: { 'models/junk.onnx': 'this is not a model\n' }, says: /junk\.onnx/, code: 1 },
         { name: 'a model with input [N, 10], not an image', args: ['--set', 'backbone=models/vector.onnx'], files: { 'models/vector.onnx': vectorModel() }, says: /image|input/i, code: 1 },
+        {
+          name: 'a broken backbone whose features are NaN for some photos: training names them',
+          args: ['--set', 'backbone=models/nan.onnx'],
+          files: { 'models/nan.onnx': nanFeaturesModel() },
+          says: /train failed: the features of \d+ training images? contain NaN or infinite values .*: .*\.jpg/,
+          code: 1,
+          only: 'train',
+        },
         {
           name: 'TLPIPE_MODELS file differs from the catalogue sha256',
           args: [],
@@ -1123,7 +1142,7 @@ describe('bad data: broken, hostile and unusual images, folders and models', { s
           trial('bad data', c.name, async () => {
             const dir = await project(['catsdogs.yaml'], c.files ?? {});
             const xdg = await scratchDir('xdg');
-            const r = await cli(runArgs(ref.data, '--only', 'backbone', ...c.args).filter((a) => a !== '--json'), { cwd: dir, env: { XDG_CACHE_HOME: xdg, ...c.env }, timeoutMs: 60_000 });
+            const r = await cli((c.only ? runArgs(ref.data, ...c.args) : runArgs(ref.data, '--only', 'backbone', ...c.args)).filter((a) => a !== '--json'), { cwd: dir, env: { XDG_CACHE_HOME: xdg, ...c.env }, timeoutMs: 60_000 });
             expectClean(r, c.code, c.name);
             if (!c.says.test(r.stderr + r.stdout)) throw new Error(`message does not say ${c.says}: ${(r.stderr + r.stdout).slice(-600)}`);
             await c.check?.(xdg);

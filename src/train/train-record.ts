@@ -14,7 +14,7 @@ interface SplitInput {
 }
 
 /** Rows of a row-major matrix with a NaN or infinite value, at most `limit`. */
-export function nonFiniteVectors(features: Float32Array, width: number, limit = 10): number[] {
+export function nonFiniteVectors(features: Float32Array, width: number, limit = Infinity): number[] {
   const bad: number[] = [];
   for (let r = 0; r * width < features.length && bad.length < limit; r++)
     for (let k = 0; k < width; k++)
@@ -31,8 +31,10 @@ export function checkTrainingInput(
 ): string | null {
   for (const [name, split] of [['training', train], ['validation', val]] as const) {
     const bad = nonFiniteVectors(split.features, width);
-    if (bad.length)
-      return `the features of ${bad.length === 10 ? 'these (and maybe more)' : bad.length === 1 ? 'this' : 'these'} ${name} image${bad.length === 1 ? '' : 's'} contain NaN or infinite values (a broken backbone or a corrupt features artifact; rerun with --force=features): ${bad.map((r) => split.images[r]!.path).join(', ')}`;
+    if (bad.length) {
+      const shown = bad.slice(0, 10).map((r) => split.images[r]!.path);
+      return `the features of ${bad.length} ${name} image${bad.length === 1 ? '' : 's'} contain NaN or infinite values (a broken backbone, or a corrupt features artifact: rerun with --force=features): ${shown.join(', ')}${bad.length > 10 ? `, and ${bad.length - 10} more` : ''}`;
+    }
   }
   if (spec.weightDecay === 'auto' && spec.optimizer === 'lbfgs' && val.images.length) {
     const inVal = new Set(val.labels);

@@ -132,3 +132,25 @@ export function vectorModel(): Uint8Array {
     nodes: [{ op: 'MatMul', inputs: ['x', 'W'], outputs: ['y'] }],
   });
 }
+
+/**
+ * A broken backbone: an image model whose pooled "features" are the log of
+ * each normalised channel mean, NaN for photos darker than the ImageNet mean
+ * in a channel, followed by a dense classifier (so backbone.freeze finds its
+ * head and cuts before it, keeping the NaN-producing features).
+ */
+export function nanFeaturesModel(): Uint8Array {
+  return buildModel({
+    name: 'nan-features',
+    opset: 13,
+    inputs: [{ name: 'input', type: 'float32', dims: ['N', 3, 224, 224] }],
+    outputs: [{ name: 'output', type: 'float32', dims: ['N', 2] }],
+    initializers: [{ name: 'W', type: 'float32', dims: [3, 2], data: Float32Array.of(1, -1, 0.5, 0.5, -1, 1) }],
+    nodes: [
+      { op: 'GlobalAveragePool', inputs: ['input'], outputs: ['pooled'] },
+      { op: 'Flatten', inputs: ['pooled'], outputs: ['flat'] },
+      { op: 'Log', inputs: ['flat'], outputs: ['features'] },
+      { op: 'MatMul', inputs: ['features', 'W'], outputs: ['output'] },
+    ],
+  });
+}
