@@ -15,7 +15,18 @@ export interface LbfgsOptions {
   maxIterations: number;
   /** Correction pairs kept (scipy's default is 10). */
   memory?: number;
+  /**
+   * Correction pairs to start from (a warm start's curvature, e.g. from the
+   * solve of a nearby problem); updated in place with the pairs kept at the end.
+   */
+  pairs?: CorrectionPairs;
   signal?: AbortSignal;
+}
+
+/** The L-BFGS memory: steps s and gradient changes y, oldest first. */
+export interface CorrectionPairs {
+  s: Float64Array[];
+  y: Float64Array[];
 }
 
 export type LbfgsStop = 'gradient tolerance' | 'iteration cap' | 'no further decrease';
@@ -61,6 +72,21 @@ export async function minimize(f: ObjectiveFunction, x0: Float64Array, options: 
   const s: Float64Array[] = [];
   const y: Float64Array[] = [];
   const rho: number[] = [];
+  for (let j = 0; j < (options.pairs?.s.length ?? 0); j++) {
+    const sj = options.pairs!.s[j]!;
+    const yj = options.pairs!.y[j]!;
+    const sy = dot(sj, yj);
+    if (sy > 1e-12 * dot(yj, yj)) {
+      s.push(sj);
+      y.push(yj);
+      rho.push(1 / sy);
+    }
+  }
+  while (s.length > m) {
+    s.shift();
+    y.shift();
+    rho.shift();
+  }
   const alpha = new Float64Array(m);
   const d = new Float64Array(n);
   const xNew = new Float64Array(n);
@@ -152,5 +178,9 @@ export async function minimize(f: ObjectiveFunction, x0: Float64Array, options: 
         break;
       }
     }
+  if (options.pairs) {
+    options.pairs.s = s;
+    options.pairs.y = y;
+  }
   return { x, value, gradientNorm, iterations, evaluations, converged: stop === 'gradient tolerance', stop };
 }

@@ -7,7 +7,7 @@
 import type { FeatureSplit } from './data.js';
 import type { EngineName } from './engine.js';
 import type { HeadWeights } from './head.js';
-import { minimize, type LbfgsResult } from './lbfgs.js';
+import { minimize, type CorrectionPairs, type LbfgsResult } from './lbfgs.js';
 import { createObjective, type LinearObjective, type SplitScore } from './objective.js';
 import { Prng } from './prng.js';
 import type { Device } from './spec.js';
@@ -64,11 +64,38 @@ export function paramsToWeights(params: Float64Array, features: number, classes:
   };
 }
 
-/** Minimises data loss + λ/2·‖W‖² from `start`. */
+/**
+ * What a solve leaves for the next one along the path: its curvature pairs
+ * and the strength they were taken at. The data term's curvature is the same
+ * for every strength and the penalty's is λ on the weights, so a pair moves
+ * to strength λ' exactly by y += (λ' − λ)·s on the weight coordinates.
+ */
+export interface WarmCurvature {
+  pairs: CorrectionPairs;
+  weightDecay: number;
+}
+
+function shiftedPairs(warm: WarmCurvature | undefined, weightDecay: number, penalised: number): CorrectionPairs {
+  if (!warm) return { s: [], y: [] };
+  const delta = weightDecay - warm.weightDecay;
+  const y = warm.pairs.y.map((yj, j) => {
+    const out = Float64Array.from(yj);
+    if (delta !== 0) {
+      const sj = warm.pairs.s[j]!;
+      for (let i = 0; i < penalised; i++) out[i] += delta * sj[i]!;
+    }
+    return out;
+  });
+  return { s: warm.pairs.s.slice(), y };
+}
+
+/** Minimises data loss + λ/2·‖W‖² from `start` (and, when given, the curvature of a previous solve). */
 export async function solve(
   objective: LinearObjective, features: number, classes: number, weightDecay: number, start: Float64Array, settings: SolveSettings,
-): Promise<{ params: Float64Array; record: SolveRecord }> {
+  warm?: WarmCurvature,
+): Promise<{ params: Float64Array; record: SolveRecord; curvature: WarmCurvature }> {
   const penalised = classes * features;
+  const pairs = shiftedPairs(warm, weightDecay, penalised);
   const result = await minimize(
     async (x, grad) => {
       const data = await objective.valueAndGradient(x, grad);
@@ -80,9 +107,10 @@ export async function solve(
       return data + 0.5 * weightDecay * norm;
     },
     start,
-    { tolerance: settings.tolerance, maxIterations: settings.maxIterations, signal: settings.signal },
+    { tolerance: settings.tolerance, maxIterations: settings.maxIterations, pairs, ...(settings.signal ? { signal: settings.signal } : {}) },
   );
   return {
+    curvature: { pairs, weightDecay },
     params: result.x,
     record: {
       iterations: result.iterations,
@@ -122,7 +150,13 @@ export interface FitResult {
 }
 
 /** Stop walking the path after this many weaker candidates without a better score. */
-const PATH_PATIENCE = 3;
+const PATH_PATIENCE = 2;
+/**
+ * Candidates are solved to a looser tolerance (held-out accuracy does not
+ * move past it); the chosen one is then finished to the asked tolerance from
+ * where its search solve stopped.
+ */
+const SEARCH_TOLERANCE_FACTOR = 10;
 
 const better = (a: { accuracy: number; loss: number }, b: { accuracy: number; loss: number }) =>
   a.accuracy > b.accuracy || (a.accuracy === b.accuracy && a.loss < b.loss);
@@ -131,6 +165,7 @@ interface PathPoint {
   weightDecay: number;
   params: Float64Array;
   record: SolveRecord;
+  curvature: WarmCurvature;
   held: SplitScore;
 }
 
@@ -146,11 +181,14 @@ async function walkPath(
   let start: Float64Array = new Float64Array(options.classes * (options.features + 1));
   let best: { accuracy: number; loss: number } | null = null;
   let since = 0;
+  const settings = { ...options, tolerance: options.tolerance * SEARCH_TOLERANCE_FACTOR };
+  let warm: WarmCurvature | undefined;
   for (const weightDecay of grid) {
-    const { params, record } = await solve(objective, options.features, options.classes, weightDecay, start, options);
+    const { params, record, curvature } = await solve(objective, options.features, options.classes, weightDecay, start, settings, warm);
     const heldScore = await objective.score(params, held);
-    await onPoint({ weightDecay, params, record, held: heldScore });
+    await onPoint({ weightDecay, params, record, curvature, held: heldScore });
     start = params;
+    warm = curvature;
     const s = { accuracy: heldScore.correct / heldScore.count, loss: heldScore.lossSum / heldScore.weightSum };
     if (best === null || better(s, best)) {
       best = s;
@@ -218,7 +256,8 @@ export async function fitLinearHead(options: FitOptions): Promise<FitResult> {
         if (best === null || better(c, candidateOf(best.weightDecay, best.held, 0, true))) best = p;
       });
       const chosen = best! as PathPoint;
-      return await finish(chosen.weightDecay, chosen.params, chosen.record, {
+      const final = await solve(objective, features, classes, chosen.weightDecay, chosen.params, options, chosen.curvature);
+      return await finish(chosen.weightDecay, final.params, final.record, {
         method: 'validation split', folds: null, criterion: 'held-out accuracy, then loss', candidates, chosen: chosen.weightDecay,
       });
     }
