@@ -181,7 +181,9 @@ export function scaledUp(c: Case, rows: number, classes: number, seed: number): 
   const rng = new Prng(seed, 9);
   const F = c.width;
   const n = c.train.labels.length;
-  const offsets = Array.from({ length: classes }, () => Float32Array.from({ length: F }, () => (rng.uniform() < 0.05 ? 1 + rng.uniform() * 2 : 0)));
+  // The class offsets depend on the class count only, so a training and a validation set share them.
+  const offsetRng = new Prng(classes, 10);
+  const offsets = Array.from({ length: classes }, () => Float32Array.from({ length: F }, () => (offsetRng.uniform() < 0.05 ? 1 + offsetRng.uniform() * 2 : 0)));
   const features = new Float32Array(rows * F);
   const labels = new Int32Array(rows);
   for (let i = 0; i < rows; i++) {

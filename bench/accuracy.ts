@@ -138,7 +138,8 @@ async function measureCase(draws: Case[], log: (s: string) => void, withSklearn 
 async function timing(base: Case, log: (s: string) => void): Promise<void> {
   const reps = 3;
   log(`\nauto search timing (lbfgs, weightDecay auto over ${DEFAULT_WEIGHT_DECAY_GRID.length} candidates from strong to weak, stopping 2 after the best): 25,000 training + 5,000 validation vectors of width ${base.width}, built from the real features (accuracy-data.ts scaledUp); median of ${reps} runs (one for 100 classes) after a warm-up; load average ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} cores; CPU time is the process's, all threads`);
-  for (const classes of [2, 10, 100]) {
+  const counts = process.env.TLPIPE_BENCH_CLASSES ? process.env.TLPIPE_BENCH_CLASSES.split(',').map(Number) : [2, 10, 100];
+  for (const classes of counts) {
     const c: Case = { ...base, name: `${classes} classes`, classes, train: scaledUp(base, 25000, classes, 1), val: scaledUp(base, 5000, classes, 2) };
     const times: { wall: number; cpu: number; r: TrainResult }[] = [];
     for (let i = 0; i <= (classes === 100 ? 1 : reps); i++) {
