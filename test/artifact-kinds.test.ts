@@ -61,7 +61,7 @@ test('when no stage produces the kind, the built-in step that does is named', as
         inputs: {dataset: transform, model: backbone}
                           ~~~~~~~~~
 
-❌ p.yaml:15:41 Input "model" of stage "head" accepts a frozen feature model (kind "feature-model"), but stage "backbone" (backbone.load) produces a pretrained backbone (kind "backbone"). No stage of this pipeline produces one: add a backbone.freeze stage.
+❌ p.yaml:15:41 Input "model" of stage "head" accepts a frozen feature model (kind "feature-model"), but stage "backbone" (backbone.load) produces a pretrained backbone (kind "backbone"). No stage of this pipeline produces one: add a backbone.freeze or backbone.quantize stage.
         inputs: {dataset: transform, model: backbone}
                                             ~~~~~~~~
 
@@ -124,7 +124,7 @@ test('a user step declaring kinds is checked like a built-in one; an unknown kin
   assert.equal(r.code, 2);
   assert.equal(
     r.stderr,
-    `❌ p.yaml:15:21 Input "model" of stage "good" accepts a frozen feature model (kind "feature-model"), but stage "transform" (images.transform) produces an image transform (kind "transform"). No stage of this pipeline produces one: add a backbone.freeze stage.
+    `❌ p.yaml:15:21 Input "model" of stage "good" accepts a frozen feature model (kind "feature-model"), but stage "transform" (images.transform) produces an image transform (kind "transform"). No stage of this pipeline produces one: add a backbone.freeze or backbone.quantize stage.
         inputs: {model: transform}
                         ~~~~~~~~~
 

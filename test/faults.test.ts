@@ -14,6 +14,8 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { nanFeaturesModel, writeDataCases, vectorModel } from './support/faults-data.js';
 import { carryTrials, deviceTrials } from './support/faults-device.js';
+import { floatClassifier } from './support/float-classifier.js';
+import { quantizeModel } from '../src/onnx/quantize.js';
 import {
   type CliRun,
   type KillSignal,
@@ -55,6 +57,7 @@ import {
   seedFor,
   serveFiles,
   sha256Hex,
+  stackTraceIn,
   start,
   statuses,
   summaryOf,
@@ -1248,6 +1251,56 @@ describe('dataset downloads: cut connections, wrong bytes, changed and hostile a
 });
 
 clusterTrials({ reference, runArgs, boundMs: RUN_BOUND_MS });
+
+describe('backbone.quantize: a backbone it cannot quantize, and kills while it calibrates', { skip: needsFixtures }, () => {
+  const int8Args = (data: string) => [
+    'run', 'pipelines/catsdogs-int8.yaml', '--json', '--set', `data=${data}`, '--set', 'backbone=models/backbone.onnx',
+    '--set', 'epochs=20', '--set', 'quantize.calibrationImages=16', '--set', 'quantize.checkImages=8',
+  ];
+
+  test('an int8 backbone is refused with its reason; SIGKILL or SIGTERM during calibration loses nothing', { timeout: 600_000 }, async () => {
+    const data = await photoSet(16, 4);
+    const calibration = [{ data: new Float32Array(2 * 3 * 224 * 224).map((_, i) => (i % 89) / 89 - 0.5), dims: [2, 3, 224, 224] }];
+    const alreadyInt8 = (await quantizeModel(floatClassifier(), { calibration })).bytes;
+
+    await trial('bad data', 'backbone.quantize given a backbone that is already int8', async () => {
+      const dir = await project(['catsdogs-int8.yaml'], { 'models/backbone.onnx': alreadyInt8 });
+      const r = await cli(int8Args(data), { cwd: dir, timeoutMs: RUN_BOUND_MS });
+      expectClean(r, 1, 'an int8 backbone');
+      const says = /cannot quantize the freeze model: it is already quantized \(\d+ nodes such as QuantizeLinear "[^"]+"\)\. Use it as it is, without the quantize stage\./;
+      if (!says.test(r.stderr)) throw new Error(`message does not say ${says}: ${r.stderr.slice(-600)}`);
+      const s = statuses(summaryOf(r));
+      if (s.quantize !== 'failed' || s.features === 'ran') throw new Lost(`stages after a refused quantization ran: ${JSON.stringify(s)}`);
+      return `exit 1: ${(says.exec(r.stderr)?.[0] ?? '').slice(0, 90)}`;
+    });
+
+    // The uninterrupted answer, then each kill in the middle of calibration and a rerun that must reproduce it.
+    const refDir = await project(['catsdogs-int8.yaml'], { 'models/backbone.onnx': floatClassifier() });
+    const refRun = await cli(int8Args(data), { cwd: refDir, timeoutMs: RUN_BOUND_MS });
+    expectClean(refRun, 0, 'the int8 reference run');
+    const expected = await readOutputs(refDir, summaryOf(refRun), 'out/catsdogs-int8');
+    for (const signal of ['SIGKILL', 'SIGTERM'] as const) {
+      await trial('interruption', `${signal} during backbone.quantize's calibration`, async () => {
+        const dir = await project(['catsdogs-int8.yaml'], { 'models/backbone.onnx': floatClassifier() });
+        const store = path.join(dir, '.tlpipe');
+        const child = start(int8Args(data), { cwd: dir, timeoutMs: RUN_BOUND_MS });
+        const { hit, note, seen } = await interrupt(child, onLine(/quantize: [1-9]\d*\/24 images/, 'quantize loading calibration images'), signal);
+        const killed = await finish(child);
+        if (!hit) throw new SkipTrial(note);
+        if (signal === 'SIGTERM' && stackTraceIn(killed.stderr)) throw new Error(`a stack trace on SIGTERM: ${stackTraceIn(killed.stderr)}`);
+        const rerun = await cli(int8Args(data), { cwd: dir, timeoutMs: RUN_BOUND_MS });
+        expectClean(rerun, 0, `the rerun after ${signal}`);
+        const summary = summaryOf(rerun);
+        if (statuses(summary).quantize !== 'ran') throw new Lost(`quantize was not recomputed after ${signal}: ${JSON.stringify(statuses(summary))}`);
+        expectSameOutputs(await readOutputs(dir, summary, 'out/catsdogs-int8'), expected, `the rerun after ${signal}`);
+        await expectConsistentStore(store, 'after the rerun');
+        const left = await leftovers(dir, store);
+        if (left.length) throw new Lost(`temp files left behind: ${left.join(', ')}`);
+        return `killed at "${seen.trim()}", exit ${killed.code ?? killed.signal}; the rerun reproduced the outputs byte for byte`;
+      });
+    }
+  });
+});
 
 // ── the verdict ──────────────────────────────────────────────────────────
 

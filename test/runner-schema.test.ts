@@ -20,7 +20,7 @@ test('schemas/pipeline.schema.json is current with the built-in steps (npm run s
 
 test('the example pipelines validate against the published schema, as an editor would check them', async () => {
   const validate = new Ajv({ allErrors: true, strict: false }).compile(pipelineSchema());
-  for (const name of ['catsdogs.yaml', 'flowers.yaml', 'exec-demo.yaml']) {
+  for (const name of ['catsdogs.yaml', 'catsdogs-int8.yaml', 'flowers.yaml', 'exec-demo.yaml']) {
     const text = await readFile(path.join(repoRoot, 'pipelines', name), 'utf8');
     assert.match(text, /^# yaml-language-server: \$schema=\.\.\/schemas\/pipeline\.schema\.json$/m);
     assert.ok(validate(parse(text)), `${name}: ${JSON.stringify(validate.errors)}`);

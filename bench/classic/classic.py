@@ -17,7 +17,7 @@ initialisation under torch.manual_seed, never downloaded: wall time does not
 depend on the weight values, and accuracy is not what this script is for.
 
     classic.py train  --data DIR [--arch mobilenet_v2|resnet50] [--lr 1e-3] [--epochs 5] ...
-    classic.py export --out model.onnx [--arch ...] [--seed 0]
+    classic.py export --out model.onnx [--arch ...] [--seed 0] [--opset 13] [--input-name input] [--keep-batchnorm]
         the same model (same seed, original 1000-class classifier, eval mode)
         as ONNX, opset 13, dynamic batch axis, for tlpipe's backbone.load.
 """
@@ -181,10 +181,14 @@ def export(args):
         dummy,
         args.out,
         opset_version=args.opset,
-        input_names=["input"],
+        input_names=[args.input_name],
         output_names=["output"],
-        dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+        dynamic_axes={args.input_name: {0: "batch"}, "output": {0: "batch"}},
         do_constant_folding=True,
+        # --keep-batchnorm: BatchNormalization stays a node of its own, as in the
+        # ONNX Model Zoo's resnet50-v1-12. Exporting in EVAL mode folds it into
+        # the Conv; PRESERVE keeps the model's own (eval) mode without that pass.
+        training=torch.onnx.TrainingMode.PRESERVE if args.keep_batchnorm else torch.onnx.TrainingMode.EVAL,
     )
     print(f"exported {args.arch} (seed {args.seed}, random weights, eval mode, opset {args.opset}) to {args.out}")
 
@@ -206,6 +210,8 @@ def main(argv):
     e.add_argument("--arch", choices=ARCHS, default="mobilenet_v2")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--opset", type=int, default=13)
+    e.add_argument("--input-name", default="input", help="the graph input's name (the Model Zoo's ResNets call it data)")
+    e.add_argument("--keep-batchnorm", action="store_true", help="do not fold BatchNormalization into the Conv (as the Model Zoo files have it)")
     args = parser.parse_args(argv)
     train(args) if args.mode == "train" else export(args)
 

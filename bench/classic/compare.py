@@ -27,6 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 CLASSIC = os.path.join(HERE, "classic.py")
 PIPELINE = "pipelines/catsdogs.yaml"
+PIPELINE_INT8 = "pipelines/catsdogs-int8.yaml"
 LR_FULL = "0.001"
 LR_RERUN = "0.0003"
 IDLE_CORES = 0.2
@@ -57,6 +58,9 @@ def parse_args(argv):
     p.add_argument("--wait-idle", type=float, default=float(os.environ.get("CLASSIC_WAIT_IDLE", 300)),
                    help="before each timed command, wait up to this many seconds for the machine to be idle "
                         "(other processes under 0.15 cores for 5 s); 0 to never wait (env CLASSIC_WAIT_IDLE; default 300)")
+    p.add_argument("--int8", action="store_true", default=bool(os.environ.get("CLASSIC_INT8")),
+                   help="also time tlpipe's pipelines/catsdogs-int8.yaml (backbone.quantize after the cut) on the same export "
+                        "(env CLASSIC_INT8=1)")
     p.add_argument("--keep", action="store_true", help="keep the temp folder (data, ONNX, caches, logs)")
     return p.parse_args(argv)
 
@@ -167,8 +171,8 @@ def torch_job(tmp, data, args, lr, tag):
     return Timed(f"PyTorch {tag}", cmd, os.path.join(tmp, f"torch-{tag}.log"))
 
 
-def tlpipe_job(tmp, data, onnx, cache, out_rel, args, lr, tag):
-    cmd = ["node", tlpipe_bin(), "run", PIPELINE, "--set", f"backbone={onnx}", "--set", f"epochs={args.epochs}",
+def tlpipe_job(tmp, data, onnx, cache, out_rel, args, lr, tag, pipeline=PIPELINE):
+    cmd = ["node", tlpipe_bin(), "run", pipeline, "--set", f"backbone={onnx}", "--set", f"epochs={args.epochs}",
            "--set", f"data={data}", "--set", f"lr={lr}", "--set", f"out={out_rel}", "--cache-dir", cache, "--json"]
     t = Timed(f"tlpipe {tag}", cmd, os.path.join(tmp, f"tlpipe-{tag}.json"))
     with open(t.log) as f:
@@ -237,7 +241,7 @@ def run(args, tmp, out_rel):
     subprocess.run([sys.executable, CLASSIC, "export", "--arch", args.arch, "--out", onnx], check=True, cwd=REPO)
     print()
 
-    torch_full, torch_rerun, tl_full, tl_rerun = [], [], [], []
+    torch_full, torch_rerun, tl_full, tl_rerun, tl8_full, tl8_rerun = [], [], [], [], [], []
     for rep in range(max(args.torch_reps, args.tlpipe_reps)):
         print(f"repetition {rep + 1}:")
         if rep < args.tlpipe_reps:
@@ -249,6 +253,10 @@ def run(args, tmp, out_rel):
             if "features" in ran:
                 print("    WARNING: the lr rerun recomputed the features: the cache did not work as expected")
             tl_full.append(full), tl_rerun.append(rerun)
+            if args.int8:
+                cache8 = os.path.join(tmp, f"cache-int8-{rep}")
+                tl8_full.append(tlpipe_job(tmp, data, onnx, cache8, out_rel, args, LR_FULL, f"int8 full #{rep + 1}", PIPELINE_INT8))
+                tl8_rerun.append(tlpipe_job(tmp, data, onnx, cache8, out_rel, args, LR_RERUN, f"int8 lr rerun #{rep + 1}", PIPELINE_INT8))
         if rep < args.torch_reps:
             torch_full.append(torch_job(tmp, data, args, LR_FULL, f"full #{rep + 1}"))
             torch_rerun.append(torch_job(tmp, data, args, LR_RERUN, f"lr rerun #{rep + 1}"))
@@ -279,12 +287,14 @@ def run(args, tmp, out_rel):
         return name, ta, tb, ta / tb, ca, cb, ca / cb, f"{len(pa)}/{len(a)}", f"{len(pb)}/{len(b)}", all_ratio
 
     rows = [row("full job", torch_full, tl_full), row(f"rerun, lr {LR_RERUN}", torch_rerun, tl_rerun)]
+    if tl8_full:
+        rows += [row("full job, int8", torch_full, tl8_full), row(f"rerun, int8, lr {LR_RERUN}", torch_rerun, tl8_rerun)]
     print(f"\nWall time; {args.arch}, {2 * args.train_per_class} train + {args.test} test images, "
           f"{args.epochs} epochs, {sh('nproc')} cores")
-    print(f"| {'':<18} | {'PyTorch s':>9} | {'tlpipe s':>8} | {'ratio':>6} | {'PyTorch CPU s':>13} | {'tlpipe CPU s':>12} | {'CPU ratio':>9} |")
-    print("|" + "|".join("-" * (w + 1) + ":" for w in (18, 9, 8, 6, 13, 12, 9)).replace(":", "-", 1) + "|")
+    print(f"| {'':<22} | {'PyTorch s':>9} | {'tlpipe s':>8} | {'ratio':>6} | {'PyTorch CPU s':>13} | {'tlpipe CPU s':>12} | {'CPU ratio':>9} |")
+    print("|" + "|".join("-" * (w + 1) + ":" for w in (22, 9, 8, 6, 13, 12, 9)).replace(":", "-", 1) + "|")
     for name, ta, tb, r, ca, cb, cr, *_ in rows:
-        print(f"| {name:<18} | {ta:9.1f} | {tb:8.1f} | {r:5.1f}x | {ca:13.1f} | {cb:12.1f} | {cr:8.1f}x |")
+        print(f"| {name:<22} | {ta:9.1f} | {tb:8.1f} | {r:5.1f}x | {ca:13.1f} | {cb:12.1f} | {cr:8.1f}x |")
     print(f"medians of the repetitions timed on an idle machine (other processes under {IDLE_CORES} cores), "
           "else of all; repetitions counted (PyTorch, tlpipe): "
           + "; ".join(f"{r[0]}: {r[7]}, {r[8]}" for r in rows))
@@ -299,7 +309,13 @@ def run(args, tmp, out_rel):
           f"({args.epochs} epochs x {n_train} + {args.test} test), tlpipe {tl_passes} (each image once), "
           f"{torch_passes / tl_passes:.1f}x; CPU per pass: PyTorch {1000 * rows[0][4] / torch_passes:.0f} ms, "
           f"tlpipe {1000 * rows[0][5] / tl_passes:.0f} ms (whole job's CPU / passes)")
-    others = [t.others for t in torch_full + torch_rerun + tl_full + tl_rerun]
+    if tl8_full:
+        q = tl8_full[0].summary["metrics"].get("quantize", {})
+        print(f"tlpipe int8 (backbone.quantize): features agree with fp32 at cosine {q.get('cosineMean', float('nan')):.4f} "
+              f"(min {q.get('cosineMin', float('nan')):.4f}); validation accuracy fp32 "
+              f"{100 * tl_full[0].summary['metrics']['evaluate']['accuracy']:.2f} %, int8 "
+              f"{100 * tl8_full[0].summary['metrics']['evaluate']['accuracy']:.2f} % (random weights: near chance either way)")
+    others = [t.others for t in torch_full + torch_rerun + tl_full + tl_rerun + tl8_full + tl8_rerun]
     print(f"other processes used {min(others):.2f} to {max(others):.2f} cores on average during the timed commands"
           + ("  (the machine was not idle: wall times are inflated; the CPU columns are less affected)"
              if max(others) > 0.25 else ""))

@@ -1,4 +1,4 @@
-// `feature-model` (backbone.freeze): the backbone cut before its
+// `feature-model` (backbone.freeze, backbone.quantize): the backbone cut before its
 // classification head, an ONNX model whose output is the flat feature vector.
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';

@@ -21,7 +21,7 @@ export const exportModelStep = defineStep<Static<typeof paramsSchema>>({
   description: 'Writes one ONNX model: backbone and trained head merged, softmax output, with its label names and preprocessing.',
   inputs: {
     train: { description: 'the head.train stage', kind: trainedHeadKind.name },
-    model: { description: 'the backbone.freeze stage', kind: featureModelKind.name },
+    model: { description: 'the backbone.freeze (or backbone.quantize) stage', kind: featureModelKind.name },
     transform: { description: 'the images.transform stage', kind: transformKind.name },
   },
   produces: exportedModelKind.name,

@@ -54,7 +54,7 @@ export const featuresStep = defineStep<FeaturesParams>({
   inputs: {
     dataset: { description: 'the images.dataset stage', kind: datasetManifestKind.name },
     transform: { description: 'the images.transform stage', kind: transformKind.name },
-    model: { description: 'the backbone.freeze stage', kind: featureModelKind.name },
+    model: { description: 'the backbone.freeze (or backbone.quantize) stage', kind: featureModelKind.name },
   },
   produces: featuresKind.name,
   paramsSchema,

@@ -9,6 +9,7 @@ import { exportModelStep } from './export-model.js';
 import { featuresStep } from './features.js';
 import { freezeStep } from './freeze.js';
 import { headStep } from './head.js';
+import { quantizeStep } from './quantize.js';
 import { trainStep } from './train.js';
 import { transformStep } from './transform.js';
 
@@ -18,6 +19,7 @@ export const builtinSteps: Step[] = [
   transformStep,
   backboneStep,
   freezeStep,
+  quantizeStep,
   featuresStep,
   headStep,
   trainStep,
