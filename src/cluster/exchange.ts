@@ -3,6 +3,7 @@
 // so every reader verifies what it gets (see feature-job.ts) and every write
 // is all-or-nothing (temp file, then rename), so a writer killed at any moment
 // leaves nothing half-written and two writers of one key both succeed.
+import { replaceAtomically } from '../fs/atomic-write.js';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -39,19 +40,7 @@ export class FolderExchange implements Exchange {
     await fs.mkdir(path.dirname(target), { recursive: true });
     // Host, pid and randomness: unique across the machines sharing the folder.
     const tmp = `${target}.tmp-${os.hostname()}-${process.pid}-${randomBytes(6).toString('hex')}`;
-    try {
-      const handle = await fs.open(tmp, 'w');
-      try {
-        await handle.writeFile(bytes);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await fs.rename(tmp, target);
-    } catch (e) {
-      await fs.rm(tmp, { force: true });
-      throw e;
-    }
+    await replaceAtomically(tmp, target, bytes);
   }
 
   async get(key: string): Promise<Buffer | undefined> {

@@ -1,6 +1,7 @@
 // A remote in a folder: a shared mount (NFS, SMB) or a disk. Objects are files
 // under the folder, written to its tmp/ and renamed into place, so a reader on
 // another machine never sees half of one.
+import { replaceAtomically } from '../fs/atomic-write.js';
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -79,15 +80,7 @@ export class FileBackend implements RemoteBackend {
     try {
       await fs.mkdir(tmpDir, { recursive: true });
       if (!(body instanceof Uint8Array)) await fs.copyFile(body.file, tmp);
-      const handle = await fs.open(tmp, body instanceof Uint8Array ? 'w' : 'r+');
-      try {
-        if (body instanceof Uint8Array) await handle.writeFile(body);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await fs.mkdir(path.dirname(target), { recursive: true });
-      await fs.rename(tmp, target);
+      await replaceAtomically(tmp, target, body instanceof Uint8Array ? body : undefined);
     } catch (e) {
       await fs.rm(tmp, { force: true });
       throw this.failure(e, `writing ${key}`);

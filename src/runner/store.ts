@@ -8,6 +8,7 @@
 // written only after all its objects exist, so a crash at any moment leaves
 // either the old state or the new one. Corrupt entries and objects are
 // detected when read, reported, and treated as missing.
+import { replaceAtomically } from '../fs/atomic-write.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -138,17 +139,8 @@ export class ArtifactStore {
   async writeAtomic(target: string, data: string | Uint8Array): Promise<void> {
     const tmp = path.join(this.root, 'tmp', `${process.pid}-w-${randomBytes(6).toString('hex')}`);
     try {
-      const handle = await fs.open(tmp, 'w');
-      try {
-        await handle.writeFile(data);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await fs.mkdir(path.dirname(target), { recursive: true });
-      await fs.rename(tmp, target);
+      await replaceAtomically(tmp, target, data);
     } catch (e) {
-      await fs.rm(tmp, { force: true });
       throw new StoreError(describeFsError(e, `writing ${target}`), { cause: e });
     }
   }
