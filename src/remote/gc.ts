@@ -49,7 +49,10 @@ export async function collectRemoteGarbage(remote: RemoteCache, options: RemoteG
       }
       runs.push({ info, record });
     }
-    const readable = runs.filter((r) => r.record);
+    // Newest last by start time, as the local store orders runs: ids only resolve seconds.
+    const readable = runs
+      .filter((r) => r.record)
+      .sort((x, y) => String(x.record!.startedAt).localeCompare(String(y.record!.startedAt)) || (x.info.key < y.info.key ? -1 : 1));
     const kept = options.keepLast === undefined ? readable : readable.slice(Math.max(0, readable.length - options.keepLast));
     const dropped = runs.filter((r) => !kept.includes(r) && !(r.record === undefined && young(r.info)));
     result.keptRuns = kept.length;
