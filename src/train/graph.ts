@@ -47,7 +47,7 @@ export const io = {
 } as const;
 
 /** Records nodes with generated names for intermediate values. */
-class GraphWriter {
+export class GraphWriter {
   readonly nodes: NodeSpec[] = [];
   readonly initializers: TensorInit[] = [];
   private count = 0;
@@ -173,7 +173,7 @@ function forward(g: GraphWriter, widths: number[], masks: string[] | null): Forw
   return { z, h, logits: z[layers - 1]! };
 }
 
-interface LossTerms {
+export interface LossTerms {
   logProb: string;
   /** One-hot labels [batch, classes]. */
   oneHot: string;
@@ -185,7 +185,7 @@ interface LossTerms {
 }
 
 /** Class-weighted cross-entropy terms: loss = lossSum / weightSum (PyTorch's weighted mean). */
-function lossTerms(g: GraphWriter, logits: string, classes: number): LossTerms {
+export function lossTerms(g: GraphWriter, logits: string, classes: number): LossTerms {
   const logProb = g.op('LogSoftmax', [logits], { axis: attr.int(1) });
   const labelColumn = g.op('Unsqueeze', [io.labels, g.int64s([1])]);
   const classIds = g.int64s(Array.from({ length: classes }, (_, c) => c));
@@ -356,7 +356,7 @@ export function buildEvalGraph(options: EvalGraphOptions): BuiltGraph {
   return finish(g, 'head_eval', inputs, outputs);
 }
 
-function finish(g: GraphWriter, name: string, inputs: ValueSpec[], outputs: ValueSpec[]): BuiltGraph {
+export function finish(g: GraphWriter, name: string, inputs: ValueSpec[], outputs: ValueSpec[]): BuiltGraph {
   // Drop nodes whose outputs nothing uses (e.g. gradients that are not exposed),
   // so onnxruntime does not compute them.
   const wanted = new Set(outputs.map((o) => o.name));
