@@ -54,7 +54,7 @@ Options for run and status:
   --queue URL       Spread feature extraction over workers: redis://HOST:6379/0
                     (or TLPIPE_QUEUE); needs a writable --remote
 
-Options for worker: --queue URL --remote URL [--data-root DIR] [--device cpu|cuda]
+Options for worker: --queue URL --remote NAME|URL [--data-root DIR] [--device cpu|cuda]
   [--threads N] [--concurrency N] [--name NAME] [--models DIR]
 
 Exit codes: 0 ok, 1 a stage failed, 2 invalid pipeline file, 64 usage error,

@@ -20,7 +20,7 @@ import type { InputPort } from './runner/step.js';
 import { runSummary, formatMetrics } from './runner/summary.js';
 import { expandSweep } from './runner/sweep.js';
 import { compareRuns, formatComparison } from './runner/compare.js';
-import { remoteCommands, remoteForRun, remoteGc } from './remote/commands.js';
+import { chosenRemote, remoteCommands, remoteForRun, remoteGc } from './remote/commands.js';
 
 /** The built-in steps, passed to the runner (which imports none). */
 const builtins = stepRegistry(builtinSteps, artifactKinds);
@@ -108,7 +108,8 @@ const run: Command = async (ctx) => {
   if (ctx.values['dry-run']) return showPlan({ ...ctx, values: { ...ctx.values, set: expandSweep(sets, undefined)[0] } }, first);
   const variants = expandSweep(sets, first.sweep);
   // The queue's modules (BullMQ, ioredis) load only for a run that uses one.
-  const cluster = (ctx.values.queue ?? process.env.TLPIPE_QUEUE) ? (await import('./cluster/commands.js')).clusterForRun(ctx.values) : undefined;
+  const cluster =
+    (ctx.values.queue ?? process.env.TLPIPE_QUEUE) ? (await import('./cluster/commands.js')).clusterForRun(ctx.values, await chosenRemote(ctx, first.projectDir)) : undefined;
 
   const controller = new AbortController();
   let signalName: NodeJS.Signals | undefined;
@@ -176,6 +177,7 @@ const run: Command = async (ctx) => {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    cluster?.close();
   }
   if (records.length > 1) {
     // One page comparing the sweep's runs, beside their outputs.

@@ -13,6 +13,7 @@ import { featuresFiles, killWorkers, resultWorkers, startWorker, stopWorker } fr
 import { cli, expectClean, photoSet, project, removeScratch, scratchDir, summaryOf } from './support/faults.js';
 import { needsFixtures } from './support/fixtures.js';
 import { needsRedis, startRedis } from './support/redis.js';
+import { startS3Server } from './support/s3-server.js';
 
 after(async () => {
   await killWorkers();
@@ -121,6 +122,18 @@ describe('run --queue with a worker', { skip: needsFixtures || needsRedis }, () 
 
       assert.equal(await stopWorker(w), 0, w.output());
       assert.match(w.output(), /SIGTERM: handing back the job in hand and stopping[^]*worker w1 stopped/);
+
+      // gc --remote collects what the queue left: the job results (past the grace period); the model stays while the freeze entry names it.
+      const gc = await cli(['gc', '--remote', remote], { cwd: dir, timeoutMs: 60_000, env: { TLPIPE_REMOTE_GC_GRACE: '0' } });
+      expectClean(gc, 0, 'gc --remote');
+      assert.match(gc.stdout, /, 4 queue job results, 0 run records removed;/);
+      assert.deepEqual(await fs.readdir(path.join(remoteDir, 'jobs')), []);
+      assert.deepEqual((await fs.readdir(remoteDir)).filter((d) => !['ac', 'cas', 'chunks', 'runs', 'jobs', 'tmp'].includes(d)), []);
+      const model = summaryOf(r).stages.find((x) => x.name === 'freeze')!;
+      assert.ok(model, 'a freeze stage');
+      const entry = JSON.parse(await fs.readFile(path.join(remoteDir, 'ac', `${model.fingerprint}.json`), 'utf8')) as { entry: { files: Record<string, { sha256: string; size: number }> } };
+      const onnx = entry.entry.files['features.onnx']!;
+      await fs.access(path.join(remoteDir, 'cas', onnx.sha256.slice(0, 2), `${onnx.sha256}-${onnx.size}`));
     } finally {
       await redis.stop();
     }
@@ -153,6 +166,82 @@ describe('run --queue with a worker', { skip: needsFixtures || needsRedis }, () 
       assert.deepEqual(await featuresFiles(path.join(dir, '.tlpipe')), await featuresFiles(path.join(alone, '.tlpipe')));
       await stopWorker(w);
     } finally {
+      await redis.stop();
+    }
+  });
+});
+
+describe('run --queue: images inside the project, the run started elsewhere', { skip: needsFixtures || needsRedis }, () => {
+  test('jobs name images relative to the project (as ctx.inputPath resolves them), a worker finds them under its --data-root', { timeout: 300_000 }, async () => {
+    const redis = await startRedis();
+    try {
+      const dir = await project();
+      await photoSet(10, 6, path.join(dir, 'data', 'catsdogs'));
+      // The worker's machine holds the same files at another place.
+      const theirs = await scratchDir('worker-root');
+      await fs.cp(path.join(dir, 'data'), path.join(theirs, 'data'), { recursive: true, verbatimSymlinks: true });
+      const remoteDir = await scratchDir('remote');
+      const w = startWorker('mapped', { queue: redis.url, remote: `file://${remoteDir}`, dataRoot: theirs, cwd: theirs, models: await scratchDir('models') });
+      await w.waitFor(/worker mapped: queue/);
+      const elsewhere = await scratchDir('cwd');
+      const args = ['run', path.join(dir, 'pipelines', 'catsdogs.yaml'), '--json', '--set', 'features.chunkSize=8', '--set', 'epochs=3'];
+      const r = await cli([...args, '--queue', redis.url, '--remote', `file://${remoteDir}`], { cwd: elsewhere, timeoutMs: 200_000, env: { TLPIPE_QUEUE_LOCAL_JOBS: '0' } });
+      expectClean(r, 0, 'the queued run started outside the project');
+      assert.ok(r.stderr.includes(`images are named relative to ${dir} (workers: --data-root)`), r.stderr);
+      assert.equal(summaryOf(r).metrics.features!['chunks computed elsewhere'], 4);
+      const alone = await project();
+      await photoSet(10, 6, path.join(alone, 'data', 'catsdogs'));
+      const r0 = await cli(args.map((a) => (a === path.join(dir, 'pipelines', 'catsdogs.yaml') ? 'pipelines/catsdogs.yaml' : a)), { cwd: alone, timeoutMs: 200_000 });
+      expectClean(r0, 0, 'the one-machine run');
+      assert.deepEqual(await featuresFiles(path.join(dir, '.tlpipe')), await featuresFiles(path.join(alone, '.tlpipe')));
+      await stopWorker(w);
+    } finally {
+      await killWorkers();
+      await redis.stop();
+    }
+  });
+});
+
+describe('run --queue over a named S3 remote, signed', { skip: needsFixtures || needsRedis }, () => {
+  test('workers and the run name the remote from tlpipe.json; with TLPIPE_REMOTE_KEY results are signed, and a worker without the key refuses, naming itself', { timeout: 300_000 }, async () => {
+    const redis = await startRedis();
+    const s3 = await startS3Server();
+    try {
+      const data = await photoSet(10, 6);
+      const config = JSON.stringify({ remotes: { team: { url: `s3://${s3.bucket}/cluster` } } });
+      const key = { TLPIPE_REMOTE_KEY: 'a-team-key-of-32-characters-long' };
+      const dir = await project(['catsdogs.yaml'], { 'tlpipe.json': config });
+      const signed = startWorker('signed', { queue: redis.url, remote: 'team', dataRoot: data, cwd: dir, models: await scratchDir('models'), env: { ...s3.env, ...key } });
+      const keyless = startWorker('keyless', { queue: redis.url, remote: 'team', dataRoot: data, cwd: dir, models: await scratchDir('models'), env: s3.env });
+      await signed.waitFor(/worker signed: queue \S+, remote team,/);
+      await keyless.waitFor(/worker keyless: queue/);
+      // The run only coordinates: every chunk is the signed worker's.
+      const r = await cli(queueArgs(data, redis.url, 'team'), { cwd: dir, timeoutMs: 200_000, env: { ...s3.env, ...key, TLPIPE_QUEUE_LOCAL_JOBS: '0' } });
+      expectClean(r, 0, 'the queued run');
+      const m = summaryOf(r).metrics.features!;
+      assert.equal(m.chunks, 4, JSON.stringify(m));
+      assert.equal(m['chunks computed elsewhere'], 4, `${JSON.stringify(m)}\n${signed.output()}`);
+      assert.match(keyless.output(), /worker keyless refuses the jobs of queue [0-9a-f]{16}: the run signs its results and checks them with TLPIPE_REMOTE_KEY, which is not set here/);
+      assert.doesNotMatch(keyless.output(), /: started/);
+      assert.match(r.stderr, /worker keyless refused this stage's jobs: the run signs its results/);
+      const alone = await project();
+      const r0 = await cli(['run', 'pipelines/catsdogs.yaml', '--json', '--set', `data=${data}`, '--set', 'features.chunkSize=8', '--set', 'epochs=3'], { cwd: alone, timeoutMs: 200_000 });
+      expectClean(r0, 0, 'the one-machine run');
+      assert.deepEqual(await featuresFiles(path.join(dir, '.tlpipe')), await featuresFiles(path.join(alone, '.tlpipe')));
+
+      // The results are signed in the bucket: a run with another key refuses every one and computes them itself.
+      const other = await project(['catsdogs.yaml'], { 'tlpipe.json': config });
+      await Promise.all([stopWorker(signed), stopWorker(keyless)]);
+      const r2 = await cli(queueArgs(data, redis.url, 'team', '--no-remote'), { cwd: other, timeoutMs: 200_000, env: { ...s3.env, TLPIPE_REMOTE_KEY: 'another-key-of-32-characters-lon' } });
+      expectClean(r2, 64, '--queue with --no-remote');
+      assert.match(r2.stderr, /--queue needs a remote where workers put their results/);
+      const r3 = await cli(queueArgs(data, redis.url, 'team'), { cwd: other, timeoutMs: 200_000, env: { ...s3.env, TLPIPE_REMOTE_KEY: 'another-key-of-32-characters-lon' } });
+      expectClean(r3, 0, 'a run with another key');
+      assert.match(r3.stderr, /the remote's result of job fx-[0-9a-f]{12}… is not usable \(its signature does not match TLPIPE_REMOTE_KEY/);
+      assert.deepEqual(await featuresFiles(path.join(other, '.tlpipe')), await featuresFiles(path.join(alone, '.tlpipe')));
+    } finally {
+      await killWorkers();
+      await s3.close();
       await redis.stop();
     }
   });

@@ -303,12 +303,12 @@ test('gc --remote: entries no kept run names go first, then files no kept entry 
 
   const dry = await tlpipe(['gc', '--remote', `file://${remote}`, '--keep-last', '1', '--dry-run'], { cwd: a.dir, env });
   assert.equal(dry.code, 0, dry.stderr);
-  assert.match(dry.stdout, /^Would free \d+ k?B in file:\/\/.*: 3 entries, 3 files, \d+ chunks, 1 run records removed; 3 entries of 1 runs kept\.$/);
+  assert.match(dry.stdout, /^Would free \d+ k?B in file:\/\/.*: 3 entries, 3 files, \d+ chunks, 0 queue job results, 1 run records removed; 3 entries of 1 runs kept\.$/);
   assert.equal(await count('ac'), 6, 'a dry run deletes nothing');
 
   const gc = await tlpipe(['gc', '--remote', `file://${remote}`, '--keep-last', '1'], { cwd: a.dir, env });
   assert.equal(gc.code, 0, gc.stderr);
-  assert.match(gc.stdout, /^Freed \d+ k?B in file:\/\/.*: 3 entries, 3 files, \d+ chunks, 1 run records removed; 3 entries of 1 runs kept\.$/);
+  assert.match(gc.stdout, /^Freed \d+ k?B in file:\/\/.*: 3 entries, 3 files, \d+ chunks, 0 queue job results, 1 run records removed; 3 entries of 1 runs kept\.$/);
   assert.equal(await count('ac'), 3);
   assert.equal(await count('cas'), 3);
 

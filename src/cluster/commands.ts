@@ -5,6 +5,9 @@ import path from 'node:path';
 import { ExitCode, UsageError } from '../runner/errors.js';
 import { connect, displayUrl, keys, parseQueueUrl, PREFIX, QueueUnavailable, queueName, queueTimeoutMs } from './connection.js';
 import { QueueCluster } from './coordinator.js';
+import { findProjectDir } from '../runner/analyze.js';
+import type { ResolvedRemote } from '../remote/config.js';
+import { resolveRemote } from '../remote/config.js';
 import { openExchange } from './exchange.js';
 import type { Requirements } from './feature-job.js';
 import { defaultModelsDir, defaultWorkerName, FeatureWorker, RedisUnavailable, type WorkerStatus } from './worker.js';
@@ -32,15 +35,19 @@ function whole(value: string | undefined, flag: string, min = 1): number | undef
 }
 
 const queueOf = (values: ClusterValues, env = process.env) => values.queue ?? env.TLPIPE_QUEUE;
-const remoteOf = (values: ClusterValues, env = process.env) => values.remote ?? env.TLPIPE_REMOTE;
+const REMOTE_HINT = 'a remote named in tlpipe.json (tlpipe remote add NAME URL), file:///shared/folder or s3://bucket/prefix';
 
-/** The cluster a run spreads work over, when --queue (or TLPIPE_QUEUE) is given. */
-export function clusterForRun(values: ClusterValues, env = process.env): QueueCluster | undefined {
+/**
+ * The cluster a run spreads work over, when --queue (or TLPIPE_QUEUE) is
+ * given; `remote` is the run's own remote (--remote, TLPIPE_REMOTE or the
+ * project's default), the one its workers must use too.
+ */
+export function clusterForRun(values: ClusterValues, remote: ResolvedRemote | undefined, env = process.env): QueueCluster | undefined {
   const queue = queueOf(values, env);
   if (!queue) return undefined;
   parseQueueUrl(queue);
-  const remote = remoteOf(values, env);
-  if (!remote) throw new UsageError('--queue needs a remote where workers put their results: add --remote file:///shared/folder (or set TLPIPE_REMOTE).');
+  if (!remote) throw new UsageError(`--queue needs a remote where workers put their results: give --remote NAME|URL (${REMOTE_HINT}) or set TLPIPE_REMOTE.`);
+  if (remote.readOnly) throw new UsageError(`--queue needs a remote it can write to, and ${remote.name} is read-only here (its config, --remote-read-only or TLPIPE_REMOTE_READ_ONLY).`);
   const local = env.TLPIPE_QUEUE_LOCAL_JOBS === undefined ? 1 : Number(env.TLPIPE_QUEUE_LOCAL_JOBS);
   if (!Number.isInteger(local) || local < 0) throw new UsageError(`TLPIPE_QUEUE_LOCAL_JOBS must be a whole number ≥ 0, got "${env.TLPIPE_QUEUE_LOCAL_JOBS}".`);
   return new QueueCluster({ queueUrl: queue, exchange: openExchange(remote), localConcurrency: local });
@@ -48,10 +55,12 @@ export function clusterForRun(values: ClusterValues, env = process.env): QueueCl
 
 export async function workerCommand(values: ClusterValues): Promise<number> {
   const queue = queueOf(values);
-  if (!queue) throw new UsageError('Usage: tlpipe worker --queue redis://HOST:6379/0 --remote file:///shared/folder [--data-root DIR] [--device cpu|cuda] [--threads N] [--concurrency N]');
+  if (!queue) throw new UsageError('Usage: tlpipe worker --queue redis://HOST:6379/0 --remote NAME|URL [--data-root DIR] [--device cpu|cuda] [--threads N] [--concurrency N]');
   parseQueueUrl(queue);
-  const remote = remoteOf(values);
-  if (!remote) throw new UsageError('tlpipe worker needs --remote (or TLPIPE_REMOTE): the folder where results go, the same one the runs use.');
+  // A name is looked up in the tlpipe.json of the project the worker is started in.
+  const remote = await resolveRemote(findProjectDir(process.cwd()), { remote: values.remote });
+  if (!remote) throw new UsageError(`tlpipe worker needs --remote NAME|URL (or TLPIPE_REMOTE): the remote the runs use (${REMOTE_HINT}).`);
+  if (remote.readOnly) throw new UsageError(`tlpipe worker puts its results in the remote, and ${remote.name} is read-only here.`);
   const device = values.device ?? 'cpu';
   if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device expects cpu or cuda, got "${device}".`);
   const worker = new FeatureWorker({

@@ -10,11 +10,11 @@ import { loadImageTensorInto } from '../images/preprocess.js';
 import { ImageLoadError } from '../images/image-problems.js';
 import { createRng, deriveSeed } from '../images/random.js';
 import { encodeFeatureChunk } from '../features/chunks.js';
+import { DataMismatch, FeatureWidthMismatch } from './failures.js';
 import type { SessionCache } from './sessions.js';
 import { encodeResult, type FeatureJobData, type JobImage, type ResultHeader } from './feature-job.js';
 
-/** This machine's copy of the data is not the run's: missing, unreadable, or other bytes. Never a skipped image. */
-export class DataMismatch extends Error {}
+export { DataMismatch };
 
 export interface ComputeOptions {
   modelPath: string;
@@ -37,6 +37,9 @@ export async function computeChunk(jobId: string, data: FeatureJobData, options:
   const rows: [string, Float32Array][] = [];
   const where = (image: JobImage) => path.join(options.dataRoot, ...image.path.split('/'));
   let mismatch: DataMismatch | undefined;
+  // The run computing its own share reads its own folder: then the file changed, not the mapping.
+  const own = path.resolve(options.dataRoot) === path.resolve(data.dataRoot);
+  const fix = own ? 'it changed since the dataset stage listed it: run again, which lists the images anew' : `is --data-root ${options.dataRoot} the folder that holds what the run has under ${data.dataRoot}?`;
   for await (const batch of extractFeatures<JobImage>({
     modelPath: options.modelPath,
     items: data.images,
@@ -47,7 +50,7 @@ export async function computeChunk(jobId: string, data: FeatureJobData, options:
         bytes = await readFile(file);
       } catch (e) {
         mismatch ??= new DataMismatch(
-          `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): is --data-root ${options.dataRoot} the folder that holds what the run has under ${data.dataRoot}?`,
+          `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): ${fix}`,
         );
         throw mismatch;
       }
@@ -55,7 +58,7 @@ export async function computeChunk(jobId: string, data: FeatureJobData, options:
       if (actual !== image.hash) {
         mismatch ??= new DataMismatch(
           `${file} has sha256 ${actual.slice(0, 12)}…, the dataset's manifest says ${image.hash.slice(0, 12)}…: ` +
-            `this machine's copy of "${image.path}" differs (is --data-root ${options.dataRoot} the right folder?)`,
+            `this machine's copy of "${image.path}" differs (${own ? fix : `is --data-root ${options.dataRoot} the right folder?`})`,
         );
         throw mismatch;
       }
@@ -76,7 +79,9 @@ export async function computeChunk(jobId: string, data: FeatureJobData, options:
     },
   })) {
     if (batch.featureWidth !== data.featureWidth) {
-      throw new Error(`the model gives ${batch.featureWidth} values per image, the job needs ${data.featureWidth}`);
+      throw new FeatureWidthMismatch(
+        `the model ${options.modelPath} gives ${batch.featureWidth} values per image, the job needs ${data.featureWidth}: this machine's onnxruntime reads the model differently; run the worker with the run's tlpipe and onnxruntime versions`,
+      );
     }
     batch.items.forEach((image, i) => rows.push([image.key, batch.features.slice(i * data.featureWidth, (i + 1) * data.featureWidth)]));
   }

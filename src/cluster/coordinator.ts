@@ -13,11 +13,12 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
 import type { TransformSpec } from '../images/transform-spec.js';
+import { RemoteError } from '../remote/backend.js';
 import { errorMessage, Interrupted } from '../runner/errors.js';
 import { computeChunk } from './compute-chunk.js';
 import { connect, displayUrl, keys, lockDurationMs, parseQueueUrl, PREFIX, QueueUnavailable, queueName, queueTimeoutMs, reconnectDelay } from './connection.js';
 import type { Exchange } from './exchange.js';
-import { chunkKey, FEATURE_JOB_FORMAT, type FeatureJobData, featureJobId, type JobImage, modelKey, type Requirements, requirementsId, type ResultHeader, verifyResult } from './feature-job.js';
+import { FEATURE_JOB_FORMAT, type FeatureJobData, featureJobId, type JobImage, type Requirements, requirementsId, type ResultHeader, verifyResult } from './feature-job.js';
 import { featureProcessor, type JobSummary } from './processor.js';
 import { runtimeVersions } from './runtime.js';
 import { SessionCache } from './sessions.js';
@@ -62,6 +63,8 @@ export interface Cluster {
   /** Whether a features computation of this many views is worth spreading. */
   worthSpreading(views: number, chunkSize: number): boolean;
   computeFeatures(request: FeatureRequest): Promise<FeatureSpreadReport>;
+  /** Releases the remote's connections once the run is over. */
+  close(): void;
 }
 
 export interface FeatureSpreadReport {
@@ -104,6 +107,10 @@ export function dataRootOf(files: string[], projectDir: string): string {
 export class QueueCluster implements Cluster {
   constructor(private readonly options: ClusterOptions) {}
 
+  close(): void {
+    this.options.exchange.close();
+  }
+
   worthSpreading(views: number, chunkSize: number): boolean {
     return views > 2 * chunkSize;
   }
@@ -124,12 +131,9 @@ export class QueueCluster implements Cluster {
         format: FEATURE_JOB_FORMAT,
         model: { sha256: await hashFile(req.modelPath), size },
         runtime: runtimeVersions(req.device),
+        ...(exchange.signed ? { signedResults: true as const } : {}),
       };
       const reqId = requirementsId(requirements);
-      if (!(await exchange.has(modelKey(requirements.model.sha256)))) {
-        const { readFile } = await import('node:fs/promises');
-        await exchange.put(modelKey(requirements.model.sha256), await readFile(req.modelPath));
-      }
       const dataRoot = dataRootOf(req.views.map((v) => v.file), req.projectDir);
       const jobs = new Map<string, { data: FeatureJobData; views: ViewToCompute[]; missing: number }>();
       for (let i = 0; i < req.views.length; i += req.chunkSize) {
@@ -153,18 +157,18 @@ export class QueueCluster implements Cluster {
       const total = [...jobs.values()].reduce((n, j) => n + j.missing, 0);
       let done = 0;
       const computedHere = new Set<string>();
-      const warned = new Set<string>();
-      const take = async (id: string, when: 'start' | 'later'): Promise<boolean> => {
-        const bytes = await exchange.get(chunkKey(id));
-        if (!bytes) return false;
+      /** Jobs whose stored result was refused: they are computed here rather than re-added forever. */
+      const rejected = new Set<string>();
+      const refuse = (id: string, problem: string) => {
+        if (rejected.has(id)) return false;
+        rejected.add(id);
+        req.warn(`the remote's result of job ${id.slice(0, 15)}… is not usable (${problem}); it is computed again`);
+        return false;
+      };
+      const acceptBytes = async (id: string, bytes: Buffer, when: 'start' | 'later'): Promise<boolean> => {
         const job = jobs.get(id)!;
         const checked = verifyResult(bytes, id, job.data);
-        if (!checked.ok) {
-          if (warned.has(id)) return false;
-          warned.add(id);
-          req.warn(`the remote's result of job ${id.slice(0, 15)}… is not usable (${checked.problem}); it is computed again`);
-          return false;
-        }
+        if (!checked.ok) return refuse(id, checked.problem);
         await req.accept(checked.rows, checked.header.failed);
         pending.delete(id);
         done += job.missing;
@@ -174,149 +178,174 @@ export class QueueCluster implements Cluster {
         else report.computedElsewhere++;
         return true;
       };
-      for (const id of jobs.keys()) await take(id, 'start');
-      if (!pending.size) return report;
-
-      await redis.hset(keys.requirements, reqId, JSON.stringify(requirements));
-      const connection = { ...parseQueueUrl(this.options.queueUrl), maxRetriesPerRequest: null, retryStrategy: reconnectDelay };
-      const queue = new Queue<FeatureJobData, JobSummary>(queueName(reqId), { connection, prefix: PREFIX });
-      queue.on('error', (e) => (lastError = errorMessage(e)));
-      closers.push(() => queue.close());
-      const add = (ids: string[]) =>
-        queue.addBulk(
-          ids.map((id) => ({
-            name: 'features',
-            data: jobs.get(id)!.data,
-            opts: {
-              jobId: id,
-              attempts: 3,
-              backoff: { type: 'exponential', delay: 1000 },
-              // Kept a while so that a second run adding the same id finds it done instead of redoing it.
-              removeOnComplete: { age: 3600 },
-              removeOnFail: { age: 3600 },
-            },
-          })),
-        );
-      await add([...pending]);
-      const addedAt = Date.now();
-      req.log(
-        `queue ${url}: ${pending.size} chunk jobs of ${req.chunkSize} images on queue ${reqId}` +
-          `${report.fromRemote ? ` (${report.fromRemote} chunks were already in the remote)` : ''}; images are named relative to ${dataRoot} (workers: --data-root)`,
-      );
-
-      const refusals = new Set<string>();
-      const reportRefusals = async () => {
-        for (const [worker, reason] of Object.entries(await redis.hgetall(keys.refusals(reqId)))) {
-          if (refusals.has(worker)) continue;
-          refusals.add(worker);
-          req.warn(`worker ${worker} refused this stage's jobs: ${reason}`);
-        }
+      const take = async (id: string, when: 'start' | 'later'): Promise<boolean> => {
+        const stored = await exchange.getResult(id);
+        if (!stored) return false;
+        if (!stored.ok) return refuse(id, stored.problem);
+        return acceptBytes(id, stored.bytes, when);
       };
       const workerName = `${os.hostname()}-${process.pid}-run`;
       const sessions = new SessionCache();
       closers.push(() => sessions.closeAll());
-      let localStarted = false;
-      const startLocal = (concurrency: number) => {
-        localStarted = true;
-        const local = new Worker<FeatureJobData, JobSummary>(
-          queueName(reqId),
-          featureProcessor({
-            worker: workerName,
-            exchange,
-            dataRoot,
-            intraOpThreads: req.intraOpThreads,
-            loadConcurrency: req.loadConcurrency,
-            sessions,
-            stopping: stopping.signal,
-            model: async () => ({ ok: true, path: req.modelPath }),
-            onEnd: (job, outcome) => {
-              if (!('error' in outcome) && !outcome.reused) computedHere.add(job.id!);
-            },
-          }),
-          { connection, prefix: PREFIX, concurrency, lockDuration: lockDurationMs(), stalledInterval: lockDurationMs(), maxStalledCount: 10 },
-        );
-        local.on('error', (e) => (lastError = errorMessage(e)));
-        closers.unshift(() => local.close());
+      /** Computes a job in this process and takes its result directly; the remote gets a copy when it can. */
+      const computeHere = async (id: string, share: boolean) => {
+        const { data } = jobs.get(id)!;
+        const bytes = await computeChunk(id, data, { modelPath: req.modelPath, dataRoot: data.dataRoot, worker: workerName, intraOpThreads: req.intraOpThreads, loadConcurrency: req.loadConcurrency, sessions, signal: req.signal });
+        computedHere.add(id);
+        if (!(await acceptBytes(id, bytes, 'later'))) throw new Error(`this run's own result of job ${id.slice(0, 15)}… does not verify`);
+        if (share) await exchange.putResult(id, bytes);
       };
-      if (this.options.localConcurrency > 0) startLocal(this.options.localConcurrency);
-      /** Live workers (by their leases) that take this queue's jobs. */
-      const serving = async () => {
-        let count = 0;
-        let cursor = '0';
-        do {
-          const [next, found] = await redis.scan(cursor, 'MATCH', keys.workerPattern, 'COUNT', 200);
-          cursor = next;
-          for (const key of found) {
-            const status = JSON.parse((await redis.get(key)) ?? 'null') as { queues?: string[] } | null;
-            if (status?.queues?.includes(reqId)) count++;
-          }
-        } while (cursor !== '0');
-        return count;
-      };
-
-      let lastStateCheck = 0;
-      let downSince: number | undefined;
-      while (pending.size) {
-        if (req.signal.aborted) throw new Interrupted();
-        await new Promise((r) => setTimeout(r, POLL_MS));
-        for (const id of [...pending]) await take(id, 'later');
-        if (!pending.size) break;
-        if (redis.status !== 'ready') {
-          const limit = queueTimeoutMs();
-          if (downSince === undefined) {
-            downSince = Date.now();
-            req.warn(`waiting for Redis at ${url} (${lastError || redis.status}): ${pending.size} chunks to go; reconnecting, giving up after ${limit / 1000} s (TLPIPE_QUEUE_TIMEOUT)`);
-          }
-          if (Date.now() - downSince > limit) {
-            throw new QueueUnavailable(`Redis at ${url} has been unreachable for ${Math.round(limit / 1000)} s (${lastError}); ${pending.size} chunks were not computed. The chunks finished so far are kept: run again when Redis is back, or without --queue to compute on this machine.`);
-          }
-          continue;
-        }
-        if (downSince !== undefined) req.log(`Redis at ${url} is back; checking which jobs it still holds`);
-        downSince = undefined;
-        if (Date.now() - lastStateCheck < STATE_CHECK_MS) continue;
-        lastStateCheck = Date.now();
-        // Redis may have lost everything: register the queue again, and add what it forgot.
+      const localWorkers: Worker[] = [];
+      const spread = async () => {
+        await exchange.offerModel(requirements.model, req.modelPath);
+        for (const id of jobs.keys()) await take(id, 'start');
+        if (!pending.size) return;
         await redis.hset(keys.requirements, reqId, JSON.stringify(requirements));
-        await reportRefusals();
-        // A run that only coordinates still never waits for nobody: with no live worker on the queue, it works itself.
-        if (!localStarted && Date.now() - addedAt > DISCOVERY_GRACE_MS && (await serving()) === 0) {
-          req.warn(`no live worker takes this queue's jobs${refusals.size ? ` (${refusals.size} refused)` : ''}; this run computes them itself`);
-          startLocal(1);
-        }
-        const lost: string[] = [];
-        for (const id of [...pending]) {
-          const state = await queue.getJobState(id);
-          if (state === 'unknown') lost.push(id);
-          else if (state === 'completed' && !(await take(id, 'later'))) {
-            await queue.remove(id).catch(() => undefined);
-            lost.push(id);
-          } else if (state === 'failed') {
-            const job = await queue.getJob(id);
-            req.warn(`job ${id.slice(0, 15)}… failed on the queue (${job?.failedReason ?? 'no reason given'}); this run computes it itself`);
-            await this.computeHere(id, jobs.get(id)!.data, req, workerName);
-            computedHere.add(id);
-            await take(id, 'later');
-            await queue.remove(id).catch(() => undefined);
+        const connection = { ...parseQueueUrl(this.options.queueUrl), maxRetriesPerRequest: null, retryStrategy: reconnectDelay };
+        const queue = new Queue<FeatureJobData, JobSummary>(queueName(reqId), { connection, prefix: PREFIX });
+        queue.on('error', (e) => (lastError = errorMessage(e)));
+        closers.push(() => queue.close());
+        const add = (ids: string[]) =>
+          queue.addBulk(
+            ids.map((id) => ({
+              name: 'features',
+              data: jobs.get(id)!.data,
+              opts: {
+                jobId: id,
+                attempts: 3,
+                backoff: { type: 'exponential', delay: 1000 },
+                // Kept a while so that a second run adding the same id finds it done instead of redoing it.
+                removeOnComplete: { age: 3600 },
+                removeOnFail: { age: 3600 },
+              },
+            })),
+          );
+        await add([...pending]);
+        const addedAt = Date.now();
+        req.log(
+          `queue ${url}: ${pending.size} chunk jobs of ${req.chunkSize} images on queue ${reqId}` +
+            `${report.fromRemote ? ` (${report.fromRemote} chunks were already in the remote)` : ''}; images are named relative to ${dataRoot} (workers: --data-root)`,
+        );
+
+        const refusals = new Set<string>();
+        const reportRefusals = async () => {
+          for (const [worker, reason] of Object.entries(await redis.hgetall(keys.refusals(reqId)))) {
+            if (refusals.has(worker)) continue;
+            refusals.add(worker);
+            req.warn(`worker ${worker} refused this stage's jobs: ${reason}`);
+          }
+        };
+        let localStarted = false;
+        const startLocal = (concurrency: number) => {
+          localStarted = true;
+          const local = new Worker<FeatureJobData, JobSummary>(
+            queueName(reqId),
+            featureProcessor({
+              worker: workerName,
+              exchange,
+              dataRoot,
+              intraOpThreads: req.intraOpThreads,
+              loadConcurrency: req.loadConcurrency,
+              sessions,
+              stopping: stopping.signal,
+              model: async () => ({ ok: true, path: req.modelPath }),
+              onEnd: (job, outcome) => {
+                if (!('error' in outcome) && !outcome.reused) computedHere.add(job.id!);
+              },
+            }),
+            { connection, prefix: PREFIX, concurrency, lockDuration: lockDurationMs(), stalledInterval: lockDurationMs(), maxStalledCount: 10 },
+          );
+          local.on('error', (e) => (lastError = errorMessage(e)));
+          localWorkers.push(local);
+          closers.unshift(() => local.close());
+        };
+        if (this.options.localConcurrency > 0) startLocal(this.options.localConcurrency);
+        /** Live workers (by their leases) that take this queue's jobs. */
+        const serving = async () => {
+          let count = 0;
+          let cursor = '0';
+          do {
+            const [next, found] = await redis.scan(cursor, 'MATCH', keys.workerPattern, 'COUNT', 200);
+            cursor = next;
+            for (const key of found) {
+              const status = JSON.parse((await redis.get(key)) ?? 'null') as { queues?: string[] } | null;
+              if (status?.queues?.includes(reqId)) count++;
+            }
+          } while (cursor !== '0');
+          return count;
+        };
+
+        let lastStateCheck = 0;
+        let downSince: number | undefined;
+        while (pending.size) {
+          if (req.signal.aborted) throw new Interrupted();
+          await new Promise((r) => setTimeout(r, POLL_MS));
+          for (const id of [...pending]) await take(id, 'later');
+          if (!pending.size) break;
+          if (redis.status !== 'ready') {
+            const limit = queueTimeoutMs();
+            if (downSince === undefined) {
+              downSince = Date.now();
+              req.warn(`waiting for Redis at ${url} (${lastError || redis.status}): ${pending.size} chunks to go; reconnecting, giving up after ${limit / 1000} s (TLPIPE_QUEUE_TIMEOUT)`);
+            }
+            if (Date.now() - downSince > limit) {
+              throw new QueueUnavailable(`Redis at ${url} has been unreachable for ${Math.round(limit / 1000)} s (${lastError}); ${pending.size} chunks were not computed. The chunks finished so far are kept: run again when Redis is back, or without --queue to compute on this machine.`);
+            }
+            continue;
+          }
+          if (downSince !== undefined) req.log(`Redis at ${url} is back; checking which jobs it still holds`);
+          downSince = undefined;
+          if (Date.now() - lastStateCheck < STATE_CHECK_MS) continue;
+          lastStateCheck = Date.now();
+          // Redis may have lost everything: register the queue again, and add what it forgot.
+          await redis.hset(keys.requirements, reqId, JSON.stringify(requirements));
+          await reportRefusals();
+          // A run that only coordinates still never waits for nobody: with no live worker on the queue, it works itself.
+          if (!localStarted && Date.now() - addedAt > DISCOVERY_GRACE_MS && (await serving()) === 0) {
+            req.warn(`no live worker takes this queue's jobs${refusals.size ? ` (${refusals.size} refused)` : ''}; this run computes them itself`);
+            startLocal(1);
+          }
+          const lost: string[] = [];
+          for (const id of [...pending]) {
+            const state = await queue.getJobState(id);
+            if (state === 'unknown') lost.push(id);
+            else if (state === 'completed' && !(await take(id, 'later'))) {
+              await queue.remove(id).catch(() => undefined);
+              // A result that was there but refused (damaged, unsigned) is not asked for again and again.
+              if (rejected.has(id)) await computeHere(id, true);
+              else lost.push(id);
+            } else if (state === 'failed') {
+              const job = await queue.getJob(id);
+              req.warn(`job ${id.slice(0, 15)}… failed on the queue (${job?.failedReason ?? 'no reason given'}); this run computes it itself`);
+              await computeHere(id, true);
+              await queue.remove(id).catch(() => undefined);
+            }
+          }
+          if (lost.length) {
+            req.log(`${lost.length} chunk jobs were not in Redis and not in the remote: added again`);
+            await add(lost);
           }
         }
-        if (lost.length) {
-          req.log(`${lost.length} chunk jobs were not in Redis and not in the remote: added again`);
-          await add(lost);
+        if (redis.status === 'ready') await reportRefusals();
+      };
+      try {
+        await spread();
+      } catch (e) {
+        if (!(e instanceof RemoteError) || req.signal.aborted) throw e;
+        // Without the remote the workers' results cannot reach this run: it computes what is left, as without --queue.
+        req.warn(`the remote ${exchange.name} cannot be reached (${errorMessage(e)}); this run computes the ${pending.size} chunks still missing itself`);
+        await Promise.all(localWorkers.map((w) => w.close().catch(() => undefined)));
+        for (const id of [...pending]) {
+          if (req.signal.aborted) throw new Interrupted();
+          await computeHere(id, false);
         }
       }
-      if (redis.status === 'ready') await reportRefusals();
       return report;
     } finally {
       req.signal.removeEventListener('abort', onAbort);
       stopping.abort();
       for (const close of closers) await close().catch(() => undefined);
     }
-  }
-
-  private async computeHere(id: string, data: FeatureJobData, req: FeatureRequest, worker: string): Promise<void> {
-    const bytes = await computeChunk(id, data, { modelPath: req.modelPath, dataRoot: data.dataRoot, worker, intraOpThreads: req.intraOpThreads, loadConcurrency: req.loadConcurrency, signal: req.signal });
-    await this.options.exchange.put(chunkKey(id), bytes);
   }
 
   private async waitForRedis(redis: Redis, url: string, lastError: () => string, req: FeatureRequest): Promise<void> {

@@ -16,6 +16,8 @@ export interface Requirements {
   format: number;
   model: { sha256: string; size: number };
   runtime: RuntimeVersions;
+  /** Present when the run signs and checks results (TLPIPE_REMOTE_KEY): a worker without a key refuses. */
+  signedResults?: true;
 }
 
 /** One view of one image: copy 0 is the plain view, others augmented copies. */
@@ -57,8 +59,6 @@ export function featureJobId(data: Omit<FeatureJobData, 'dataRoot' | 'batchSize'
   )}`;
 }
 
-export const chunkKey = (jobId: string) => `chunks/${jobId}`;
-export const modelKey = (sha: string) => `models/${sha}`;
 
 // ── the result: [magic][u32 header length][header JSON][payload] ─────────
 

@@ -6,8 +6,9 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { type Exchange } from './exchange.js';
-import { modelKey, type Requirements } from './feature-job.js';
+import { errorMessage } from '../runner/errors.js';
+import type { Exchange } from './exchange.js';
+import type { Requirements } from './feature-job.js';
 
 export type ModelCopy = { ok: true; path: string } | { ok: false; refuse: boolean; reason: string };
 
@@ -35,16 +36,14 @@ export class ModelCache {
     const file = this.pathOf(model.sha256);
     const st = await fs.stat(file).catch(() => undefined);
     if (st) return this.check(file, model, st);
-    const bytes = await this.exchange.get(modelKey(model.sha256));
-    if (!bytes) return { ok: false, refuse: false, reason: `model ${model.sha256.slice(0, 12)}… is not in the remote ${this.exchange.url} yet` };
-    const got = createHash('sha256').update(bytes).digest('hex');
-    if (got !== model.sha256 || bytes.length !== model.size) {
-      return { ok: false, refuse: false, reason: `the remote's copy of model ${model.sha256.slice(0, 12)}… is damaged (sha256 ${got.slice(0, 12)}…, ${bytes.length} bytes); not used` };
+    let problem: string | undefined;
+    try {
+      problem = await this.exchange.fetchModel(model, file);
+    } catch (e) {
+      // The remote is down or refusing: not this worker's fault; it looks again later.
+      return { ok: false, refuse: false, reason: `the remote ${this.exchange.name} cannot give model ${model.sha256.slice(0, 12)}… now (${errorMessage(e)})` };
     }
-    await fs.mkdir(this.dir, { recursive: true });
-    const tmp = `${file}.tmp-${process.pid}`;
-    await fs.writeFile(tmp, bytes);
-    await fs.rename(tmp, file);
+    if (problem) return { ok: false, refuse: false, reason: problem };
     const now = await fs.stat(file);
     this.#verified.set(file, { size: now.size, mtimeMs: now.mtimeMs });
     return { ok: true, path: file };

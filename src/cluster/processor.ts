@@ -7,7 +7,7 @@ import { errorMessage } from '../runner/errors.js';
 import { computeChunk, DataMismatch } from './compute-chunk.js';
 import type { Exchange } from './exchange.js';
 import type { SessionCache } from './sessions.js';
-import { chunkKey, type FeatureJobData, verifyResult } from './feature-job.js';
+import { type FeatureJobData, verifyResult } from './feature-job.js';
 
 export interface JobSummary {
   worker: string;
@@ -51,8 +51,8 @@ export function featureProcessor(options: ProcessorOptions) {
     if (options.stopping.aborted || options.refused?.()) return handBack();
     options.onStart?.(job);
     try {
-      const existing = await options.exchange.get(chunkKey(id));
-      if (existing && verifyResult(existing, id, job.data).ok) {
+      const existing = await options.exchange.getResult(id);
+      if (existing?.ok && verifyResult(existing.bytes, id, job.data).ok) {
         const summary = { worker: options.worker, images: job.data.images.length, failed: 0, ms: Date.now() - started, reused: true };
         options.onEnd?.(job, summary);
         return summary;
@@ -87,8 +87,8 @@ export function featureProcessor(options: ProcessorOptions) {
         throw e;
       }
       // A late or duplicate delivery (the lock expired, another worker finished first) leaves the stored result as it is.
-      const stored = await options.exchange.get(chunkKey(id));
-      if (!stored || !verifyResult(stored, id, job.data).ok) await options.exchange.put(chunkKey(id), bytes);
+      const stored = await options.exchange.getResult(id);
+      if (!stored?.ok || !verifyResult(stored.bytes, id, job.data).ok) await options.exchange.putResult(id, bytes);
       const check = verifyResult(bytes, id, job.data);
       const failed = check.ok ? check.header.failed.length : 0;
       const summary = { worker: options.worker, images: job.data.images.length - failed, failed, ms: Date.now() - started, reused: false };

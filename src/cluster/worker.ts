@@ -13,6 +13,7 @@ import { errorMessage } from '../runner/errors.js';
 import { connect, displayUrl, keys, lockDurationMs, parseQueueUrl, PREFIX, queueName, reconnectDelay } from './connection.js';
 import type { Exchange } from './exchange.js';
 import type { FeatureJobData, Requirements } from './feature-job.js';
+import { RedisUnavailable } from './failures.js';
 import { ModelCache } from './model-cache.js';
 import { featureProcessor, type JobSummary } from './processor.js';
 import { runtimeMismatch, runtimeVersions } from './runtime.js';
@@ -106,7 +107,7 @@ export class FeatureWorker {
   async run(): Promise<void> {
     const { say } = this.#options;
     say(
-      `worker ${this.name}: queue ${displayUrl(this.#options.queueUrl)}, remote ${this.#options.exchange.url}, data root ${this.#options.dataRoot}, ` +
+      `worker ${this.name}: queue ${displayUrl(this.#options.queueUrl)}, remote ${this.#options.exchange.name}, data root ${this.#options.dataRoot}, ` +
         `device ${this.#options.device}${process.env.CUDA_VISIBLE_DEVICES !== undefined ? ` (CUDA_VISIBLE_DEVICES=${process.env.CUDA_VISIBLE_DEVICES})` : ''}, ` +
         `${this.#options.threads ?? 'default'} threads, ${this.#options.concurrency} job(s) at once`,
     );
@@ -142,6 +143,10 @@ export class FeatureWorker {
       try {
         requirements = JSON.parse(text) as Requirements;
       } catch {
+        continue;
+      }
+      if (requirements.signedResults && !this.#options.exchange.signed) {
+        await this.#refuse(req, 'the run signs its results and checks them with TLPIPE_REMOTE_KEY, which is not set here: start this worker with the same key');
         continue;
       }
       const mismatch = runtimeMismatch(requirements.runtime, this.#runtime);
@@ -277,13 +282,14 @@ export class FeatureWorker {
     const held = this.#holds.size;
     await Promise.all([...this.#queues.values()].map((w) => w.close().catch(() => undefined)));
     await this.#sessions.closeAll();
+    this.#options.exchange.close();
     if (this.#redis.status === 'ready') await this.#redis.del(keys.worker(this.name)).catch(() => undefined);
     this.#redis.disconnect();
     this.#options.say(`worker ${this.name} stopped${held ? `; ${held} job(s) handed back to the queue` : ''}`);
   }
 }
 
-export class RedisUnavailable extends Error {}
+export { RedisUnavailable };
 
 export const defaultWorkerName = () => `${os.hostname()}-${process.pid}`;
 export const defaultModelsDir = () => path.join(os.homedir(), '.cache', 'tlpipe', 'worker-models');

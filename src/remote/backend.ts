@@ -12,6 +12,9 @@
 //                                  a half-finished stage on one machine is
 //                                  finished, not redone, on another
 //   runs/<id>.json                 run records pushed by runs: what gc keeps
+//   jobs/<job id>.result           results of the queue's chunk jobs (run --queue,
+//                                  tlpipe worker); transient: once a run accepted
+//                                  one, its rows are in the run's chunks/ above
 //
 // Contract (what the transfer layer relies on):
 // - put() is all or nothing: a reader sees the old object, the new one, or
@@ -60,4 +63,5 @@ export const keys = {
   chunkPrefix: (scope: string) => `chunks/${scope}/`,
   chunk: (scope: string, sha256: string, size: number) => `chunks/${scope}/${sha256}-${size}.chunk`,
   run: (id: string) => `runs/${id}.json`,
+  jobResult: (jobId: string) => `jobs/${jobId}.result`,
 };

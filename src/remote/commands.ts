@@ -168,7 +168,7 @@ export async function remoteGc(ctx: CommandContext, keepLast: number | undefined
   try {
     const r = await collectRemoteGarbage(remote, { keepLast, dryRun: ctx.values['dry-run'], graceMs: grace * 1000 });
     print(
-      `${ctx.values['dry-run'] ? 'Would free' : 'Freed'} ${formatBytes(r.freedBytes)} in ${remote.name}: ${r.removedEntries} entries, ${r.removedObjects} files, ${r.removedChunks} chunks, ${r.removedRuns} run records removed; ${r.keptEntries} entries of ${r.keptRuns} runs kept.`,
+      `${ctx.values['dry-run'] ? 'Would free' : 'Freed'} ${formatBytes(r.freedBytes)} in ${remote.name}: ${r.removedEntries} entries, ${r.removedObjects} files, ${r.removedChunks} chunks, ${r.removedJobResults} queue job results, ${r.removedRuns} run records removed; ${r.keptEntries} entries of ${r.keptRuns} runs kept.`,
     );
   } finally {
     remote.close();

@@ -3,6 +3,9 @@
 // moment does an entry name a deleted object. Objects, chunks and entries
 // younger than a grace period are kept whatever names them: a push in
 // progress uploads its objects before the entry that will name them.
+// What the queue leaves (run --queue, tlpipe worker) is collected too: job
+// results past the grace period, and the models workers fetched, which are
+// objects in cas/ like any other (kept while the freeze stage's entry names them).
 import type { RunRecord } from '../runner/runs.js';
 import { keys, type RemoteBackend, type RemoteObjectInfo } from './backend.js';
 import type { RemoteCache } from './cache.js';
@@ -23,6 +26,8 @@ export interface RemoteGcResult {
   keptEntries: number;
   removedObjects: number;
   removedChunks: number;
+  /** Results of the queue's chunk jobs (jobs/), older than the grace period. */
+  removedJobResults: number;
   freedBytes: number;
 }
 
@@ -30,7 +35,7 @@ export async function collectRemoteGarbage(remote: RemoteCache, options: RemoteG
   return remote.raw('collecting garbage', async (b) => {
     const now = options.now ?? Date.now();
     const young = (o: RemoteObjectInfo) => now - o.modified.getTime() < options.graceMs;
-    const result: RemoteGcResult = { keptRuns: 0, removedRuns: 0, removedEntries: 0, keptEntries: 0, removedObjects: 0, removedChunks: 0, freedBytes: 0 };
+    const result: RemoteGcResult = { keptRuns: 0, removedRuns: 0, removedEntries: 0, keptEntries: 0, removedObjects: 0, removedChunks: 0, removedJobResults: 0, freedBytes: 0 };
     const remove = async (objects: RemoteObjectInfo[]) => {
       for (const o of objects) result.freedBytes += o.size;
       if (!options.dryRun && objects.length) await b.delete(objects.map((o) => o.key));
@@ -94,6 +99,12 @@ export async function collectRemoteGarbage(remote: RemoteCache, options: RemoteG
     const doomedChunks = (await b.list('chunks/')).filter((o) => !keptScopes.has(o.key.split('/')[1] ?? '') && !young(o));
     await remove(doomedChunks);
     result.removedChunks = doomedChunks.length;
+    // 3. The queue's job results: a run takes each one as it appears and commits its rows to
+    // the stage's chunks (above), so past the grace period none is still waited for; one
+    // that was never taken (its run died) costs a recomputation at most, never a wrong result.
+    const doomedResults = (await b.list('jobs/')).filter((o) => !young(o));
+    await remove(doomedResults);
+    result.removedJobResults = doomedResults.length;
     // Temp files of writers killed mid-put (folder remotes only).
     await remove((await b.list('tmp/')).filter((o) => !young(o)));
     return result;

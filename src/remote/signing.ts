@@ -16,7 +16,7 @@ export function signingKeyFrom(env = process.env): SigningKey | undefined {
 }
 
 /** The HMAC of one signed thing; `kind` separates entries from chunks so one cannot stand for the other. */
-export function sign(key: SigningKey, kind: 'entry' | 'chunk', ...parts: (string | Uint8Array)[]): string {
+export function sign(key: SigningKey, kind: 'entry' | 'chunk' | 'result', ...parts: (string | Uint8Array)[]): string {
   const h = createHmac('sha256', key.key);
   h.update(`tlpipe-${kind}-v1`);
   for (const p of parts) {
@@ -26,7 +26,7 @@ export function sign(key: SigningKey, kind: 'entry' | 'chunk', ...parts: (string
   return h.digest('hex');
 }
 
-export function verify(key: SigningKey, signature: unknown, kind: 'entry' | 'chunk', ...parts: (string | Uint8Array)[]): boolean {
+export function verify(key: SigningKey, signature: unknown, kind: 'entry' | 'chunk' | 'result', ...parts: (string | Uint8Array)[]): boolean {
   if (typeof signature !== 'string' || !/^[0-9a-f]{64}$/.test(signature)) return false;
   return timingSafeEqual(Buffer.from(sign(key, kind, ...parts), 'hex'), Buffer.from(signature, 'hex'));
 }

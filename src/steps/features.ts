@@ -229,7 +229,8 @@ async function computeSpread(ctx: StepContext, cluster: Cluster, job: ComputeJob
     intraOpThreads: job.params.intraOpThreads,
     loadConcurrency: job.params.loadConcurrency,
     projectDir: ctx.projectDir,
-    views: [...byKey.values()].map((v) => ({ key: v.key, hash: v.image.hash, file: v.image.path, copy: v.copy })),
+    // Absolute, through the same mapping a one-machine run reads with: jobs name them relative to a data root.
+    views: [...byKey.values()].map((v) => ({ key: v.key, hash: v.image.hash, file: ctx.inputPath(v.image.path), copy: v.copy })),
     known: (key) => job.known.has(key),
     accept: async (rows, failed) => {
       const entries = [...rows].filter(([key]) => byKey.has(key) && !job.known.has(key));

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { featuresFiles, killWorkers, resultWorkers, startWorker, stopWorker } from './cluster.js';
+import { featuresFiles, killWorkers, resultFile, resultWorkers, startWorker, stopWorker } from './cluster.js';
 import {
   type CliRun,
   type Outputs,
@@ -28,6 +28,7 @@ import {
 } from './faults.js';
 import { needsFixtures } from './fixtures.js';
 import { needsRedis, type RedisServer, startRedis } from './redis.js';
+import { startS3Server } from './s3-server.js';
 
 interface Reference {
   data: string;
@@ -120,7 +121,7 @@ export function clusterTrials(deps: ClusterTrialDeps): void {
           const found = jobOf(await resultWorkers(s.remoteDir), started[1]!);
           if (!found) throw new Lost(`the frozen worker's job ${started[1]}… has no result in the remote`);
           assert.notEqual(found[1], 'frozen');
-          const file = path.join(s.remoteDir, 'cluster', 'chunks', found[0]);
+          const file = resultFile(s.remoteDir, found[0]);
           const before = await fs.readFile(file);
           process.kill(w.child.pid!, 'SIGCONT');
           const late = await w.waitFor(new RegExp(`job ${started[1]}…: (?!started)(.*)`), 60_000);
@@ -217,6 +218,39 @@ export function clusterTrials(deps: ClusterTrialDeps): void {
           return `${chunks} chunks: run A computed ${n(ma, 'chunks computed here')}, run B ${n(mb, 'chunks computed here')}; both byte-identical`;
         }),
       );
+    });
+
+    test('the remote (an S3 server) killed mid-run: the run computes what is missing itself, the worker waits and stops cleanly', { timeout: 300_000 }, async () => {
+      await trial(GROUP, 'S3 remote killed mid queued run', async () => {
+        const redis = await startRedis();
+        const s3 = await startS3Server();
+        try {
+          const ref = await deps.reference();
+          const dir = await project();
+          const store = path.join(dir, '.tlpipe');
+          const remote = `s3://${s3.bucket}/queued`;
+          // Short transfer limits, so that a dead endpoint is noticed in seconds.
+          const env = { ...LOCK, ...s3.env, TLPIPE_REMOTE_TIMEOUT: '2', TLPIPE_REMOTE_RETRIES: '0' };
+          const w = startWorker('stranded', { queue: redis.url, remote, dataRoot: ref.data, cwd: dir, models: await scratchDir('models'), env });
+          await w.waitFor(/worker stranded: queue/);
+          const run = start(deps.runArgs(ref.data, '--queue', redis.url, '--remote', remote), { cwd: dir, env, timeoutMs: deps.boundMs });
+          await afterChunks(store, 1).arm(run, () => run.exitCode !== null && run.exitCode !== undefined);
+          const held = await chunkRows(store);
+          await s3.kill();
+          const r = await finish(run);
+          await expectReference(r, dir, ref, 'the run whose remote went away');
+          const fellBack = /the remote \S+ cannot be reached \([^\n]*\); this run computes the (\d+) chunks still missing itself/.exec(r.stderr);
+          if (w.child.exitCode !== null && w.child.exitCode !== undefined) throw new Lost(`the worker died with the remote (exit ${w.child.exitCode}):\n${w.output().slice(-1500)}`);
+          const code = await stopWorker(w);
+          assert.equal(code, 0, `the worker's exit on SIGTERM:\n${w.output().slice(-1500)}`);
+          if (!fellBack) return `the run finished before it needed the remote again (${held} rows committed when the server was killed): not hit`;
+          return `killed with ${held} rows committed; the run said it computes the ${fellBack[1]} missing chunks itself; features and outputs identical; the worker stayed up and stopped with exit 0`;
+        } finally {
+          await killWorkers();
+          await s3.close();
+          await redis.stop();
+        }
+      });
     });
 
     test('the queued run itself killed (SIGKILL) and rerun: it resumes from what it and the remote hold', { timeout: 300_000 }, async () => {

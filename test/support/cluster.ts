@@ -69,15 +69,19 @@ export async function stopWorker(w: WorkerProcess): Promise<number | undefined> 
   return (r as { exitCode?: number }).exitCode;
 }
 
-/** The worker named in each result the remote holds, by job id. */
+/** Where a folder remote keeps a job's result. */
+export const resultFile = (remoteDir: string, jobId: string) => path.join(remoteDir, 'jobs', `${jobId}.result`);
+
+/** The worker named in each result a folder remote holds, by job id (signed results read past their signature). */
 export async function resultWorkers(remoteDir: string): Promise<Map<string, string>> {
-  const dir = path.join(remoteDir, 'cluster', 'chunks');
+  const dir = path.join(remoteDir, 'jobs');
   const out = new Map<string, string>();
   for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
-    if (name.includes('.tmp-')) continue;
-    const bytes = await fs.readFile(path.join(dir, name));
+    if (!name.endsWith('.result')) continue;
+    let bytes = await fs.readFile(path.join(dir, name));
+    if (bytes.subarray(0, 6).toString('ascii') === 'TLSIG1') bytes = bytes.subarray(6 + 64);
     const length = bytes.readUInt32LE(8);
-    out.set(name, (JSON.parse(bytes.toString('utf8', 12, 12 + length)) as { worker: string }).worker);
+    out.set(name.slice(0, -'.result'.length), (JSON.parse(bytes.toString('utf8', 12, 12 + length)) as { worker: string }).worker);
   }
   return out;
 }
