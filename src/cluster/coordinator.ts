@@ -198,7 +198,9 @@ export class QueueCluster implements Cluster {
       const localWorkers: Worker[] = [];
       const spread = async () => {
         await exchange.offerModel(requirements.model, req.modelPath);
-        for (const id of jobs.keys()) await take(id, 'start');
+        // One listing of the remote, not one request per job: what is there is fetched and checked.
+        const there = await exchange.resultIds();
+        for (const id of jobs.keys()) if (there.has(id)) await take(id, 'start');
         if (!pending.size) return;
         await redis.hset(keys.requirements, reqId, JSON.stringify(requirements));
         const connection = { ...parseQueueUrl(this.options.queueUrl), maxRetriesPerRequest: null, retryStrategy: reconnectDelay };
@@ -276,11 +278,20 @@ export class QueueCluster implements Cluster {
         };
 
         let lastStateCheck = 0;
+        let lastListing = Date.now();
         let downSince: number | undefined;
         while (pending.size) {
           if (req.signal.aborted) throw new Interrupted();
           await new Promise((r) => setTimeout(r, POLL_MS));
-          for (const id of [...pending]) await take(id, 'later');
+          // Redis says which jobs completed (a result is put before its job completes); a listing
+          // of the remote every few seconds finds the rest (Redis restarted, another run's work).
+          const ready = new Set<string>();
+          if (redis.status === 'ready') for (const id of await queue.getRanges(['completed'], 0, -1).catch(() => [] as string[])) ready.add(id);
+          if (Date.now() - lastListing >= STATE_CHECK_MS) {
+            lastListing = Date.now();
+            for (const id of await exchange.resultIds()) ready.add(id);
+          }
+          for (const id of [...pending]) if (ready.has(id) && !rejected.has(id)) await take(id, 'later');
           if (!pending.size) break;
           if (redis.status !== 'ready') {
             const limit = queueTimeoutMs();

@@ -50,6 +50,16 @@ export class Exchange {
     await (await this.backend()).put(keys.jobResult(jobId), body);
   }
 
+  /** The ids of the jobs whose results the remote holds (one listing). */
+  async resultIds(): Promise<Set<string>> {
+    const ids = new Set<string>();
+    for (const o of await (await this.backend()).list('jobs/')) {
+      const m = /^jobs\/(.+)\.result$/.exec(o.key);
+      if (m) ids.add(m[1]!);
+    }
+    return ids;
+  }
+
   /** The job's result, undefined when there is none; with a key, only a validly signed one. */
   async getResult(jobId: string): Promise<StoredResult | undefined> {
     const body = await this.readWhole(keys.jobResult(jobId));

@@ -93,7 +93,7 @@ async function readAll(b: RemoteBackend, key: string): Promise<Buffer> {
 }
 
 /** Every entry in the remote names objects that are there with their size: the invariant of push. */
-export async function remoteProblems(setup: RemoteSetup): Promise<string[]> {
+export async function remoteProblems(setup: RemoteSetup, own?: string): Promise<string[]> {
   const b = await rawBackend(setup);
   const problems: string[] = [];
   try {
@@ -110,6 +110,8 @@ export async function remoteProblems(setup: RemoteSetup): Promise<string[]> {
       } catch {
         continue; // a trial's deliberately damaged entry
       }
+      // Another tamper trial running beside this one damages its object on purpose until its reader drops the entry.
+      if (env.entry?.stage?.startsWith('tamper object ') && env.entry.fingerprint !== own) continue;
       for (const [name, f] of Object.entries(env.entry?.files ?? {})) {
         const there = await b.head(keys.object(f.sha256, f.size));
         if (there?.size !== f.size && (await b.head(info.key))) problems.push(`${info.key} names "${name}", missing from the remote`);
@@ -220,7 +222,7 @@ export async function tamperTrial(setup: RemoteSetup, tamper: Tamper): Promise<s
   const got = await fs.readFile(third.store.objectPath(big.sha256));
   const want = await fs.readFile(a.store.objectPath(big.sha256));
   if (!got.equals(want)) throw new Lost(`${tamper}: the healed artifact differs`);
-  const problems = await remoteProblems(setup);
+  const problems = await remoteProblems(setup, entry.fingerprint);
   if (problems.length) throw new Lost(`${tamper}: ${problems.join('; ')}`);
   for (const s of [a, reader, healer, third]) s.cache.close();
   return `${reader.warnings[0]!.replace(/ \(.*$/, '').slice(0, 90)}…; healed by the next push`;
