@@ -13,19 +13,75 @@ import { cliPath } from './support/cli.js';
 import { repoRoot } from './support/fixtures.js';
 import { tempDir } from './support/tmp.js';
 
+/**
+ * The modules a command loaded: from tsc's per-file output directly, and from
+ * the start-up bundle (dist/cli/) by the `// dist/src/...` and
+ * `// node_modules/...` markers esbuild puts before each module it bundles.
+ */
+async function modulesLoaded(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}) {
+  const log = path.join(await tempDir(), 'modules.log');
+  const r = await execa('node', ['--import', path.join(repoRoot, 'test/support/module-log.mjs'), cliPath, ...args], {
+    cwd: options.cwd,
+    env: { CI: 'true', ...options.env, TLPIPE_MODULE_LOG: log },
+    reject: false,
+  });
+  assert.equal(r.exitCode, 0, r.stderr);
+  const ours = new Set<string>();
+  const libraries = new Set<string>();
+  for (const url of new Set((await readFile(log, 'utf8')).split('\n').filter(Boolean))) {
+    if (url.includes('/node_modules/')) libraries.add(url.replace(/^.*\/node_modules\/((@[^/]+\/)?[^/]+).*$/, '$1'));
+    else if (url.includes('/dist/src/')) ours.add(url.replace(/^.*\/dist\/src\//, ''));
+    else if (url.includes('/dist/cli/')) {
+      const text = await readFile(new URL(url), 'utf8');
+      for (const m of text.matchAll(/^\/\/ dist\/src\/(\S+)$/gm)) ours.add(m[1]!);
+      for (const m of text.matchAll(/^\/\/ node_modules\/((@[^/]+\/)?[^/\s]+)/gm)) libraries.add(m[1]!);
+    }
+  }
+  return { ours: [...ours].sort(), libraries: [...libraries].sort() };
+}
+
+test('the command line runs from the start-up bundle, built after the last compile', async () => {
+  const bundle = await stat(path.join(repoRoot, 'dist', 'cli', 'cli.js'));
+  const compiled = await stat(path.join(repoRoot, 'dist', '.tsbuildinfo'));
+  assert.ok(bundle.mtimeMs >= compiled.mtimeMs, 'dist/cli is older than the last tsc output: run `npm run build`');
+  const log = path.join(await tempDir(), 'modules.log');
+  const r = await execa('node', ['--import', path.join(repoRoot, 'test/support/module-log.mjs'), cliPath, '--version'], { env: { TLPIPE_MODULE_LOG: log }, reject: false });
+  assert.equal(r.exitCode, 0, r.stderr);
+  assert.match(await readFile(log, 'utf8'), /\/dist\/cli\/cli\.js/);
+});
+
 test('--version and --help answer without loading the commands or any library', async () => {
-  const dir = await tempDir();
   for (const flag of ['--version', '--help']) {
-    const log = path.join(dir, `${flag}.log`);
-    const r = await execa('node', ['--import', path.join(repoRoot, 'test/support/module-log.mjs'), cliPath, flag], {
-      env: { TLPIPE_MODULE_LOG: log },
-      reject: false,
-    });
-    assert.equal(r.exitCode, 0, r.stderr);
-    const loaded = (await readFile(log, 'utf8')).split('\n').filter(Boolean);
-    const ours = loaded.filter((u) => u.includes('/dist/src/')).map((u) => u.replace(/^.*\/dist\/src\//, ''));
-    assert.deepEqual([...new Set(ours)].sort(), ['bin.cjs', 'cli.js', 'failure.js', 'runner/diagnostic.js', 'runner/errors.js'], flag);
-    assert.equal(loaded.filter((u) => u.includes('node_modules')).length, 0, `${flag} loaded ${loaded.filter((u) => u.includes('node_modules')).join(', ')}`);
+    const { ours, libraries } = await modulesLoaded([flag]);
+    assert.deepEqual(ours.filter((m) => m !== 'bin.cjs'), ['cli.js', 'failure.js', 'runner/diagnostic.js', 'runner/errors.js'], flag);
+    assert.deepEqual(libraries, [], `${flag} loaded ${libraries.join(', ')}`);
+  }
+});
+
+test('a fully cached run and its status load neither the image decoder nor onnxruntime', async () => {
+  const { default: sharp } = await import('sharp');
+  const dir = await tempDir({ 'package.json': '{}' });
+  for (const [cls, colour] of [['cat', '#c33'], ['dog', '#33c']] as const) {
+    for (let i = 0; i < 6; i++) {
+      const file = path.join(dir, 'data', 'train', `${cls}.${i}.jpg`);
+      await import('node:fs/promises').then((fs) => fs.mkdir(path.dirname(file), { recursive: true }));
+      await sharp({ create: { width: 40 + i, height: 32, channels: 3, background: colour } }).jpeg().toFile(file);
+    }
+  }
+  await writeFile(
+    path.join(dir, 'p.yaml'),
+    'tlpipe: 1\nname: cached\nstages:\n  dataset:\n    uses: images.dataset\n    with: {root: data, layout: auto, labelRule: {type: contains, classes: [cat, dog]}}\n  transform:\n    uses: images.transform\n    with: {resize: 32, centerCrop: 28}\n',
+  );
+  const cache = await tempDir();
+  const env = { XDG_CACHE_HOME: cache };
+  const { tlpipe } = await import('./support/cli.js');
+  const first = await tlpipe(['run', 'p.yaml'], { cwd: dir, env });
+  assert.equal(first.code, 0, first.stderr);
+  for (const command of ['run', 'status']) {
+    const { libraries } = await modulesLoaded([command, 'p.yaml'], { cwd: dir, env });
+    for (const heavy of ['sharp', 'onnxruntime-node', '@img/sharp-linux-x64']) {
+      assert.ok(!libraries.includes(heavy), `a cached ${command} loaded ${heavy} (${libraries.join(', ')})`);
+    }
   }
 });
 

@@ -3,18 +3,19 @@
 // confirmed by content. SVG (a vector drawing, rendered at an arbitrary
 // size) and libvips' own .v format are not treated as photos.
 import path from 'node:path';
-import sharp from 'sharp';
+import { sharpBuild } from './sharp-build.js';
 
-const available = sharp.format as unknown as Record<string, sharp.AvailableFormatInfo | undefined>;
+const available = sharpBuild().inputFormats as Record<string, SharpBuildFormat | undefined>;
+type SharpBuildFormat = ReturnType<typeof sharpBuild>['inputFormats'][string];
 
 /** sharp format ids accepted as dataset images (heif covers AVIF). */
 export const IMAGE_FORMATS: readonly string[] = ['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif'].filter(
-  (id) => available[id]?.input.file,
+  (id) => available[id]?.file,
 );
 
 /** Lower-case extensions with the dot (".jpg", ".avif"...), from what sharp reports it can read. */
 export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(
-  IMAGE_FORMATS.flatMap((id) => (available[id]?.input.fileSuffix ?? []).map((suffix) => suffix.toLowerCase())),
+  IMAGE_FORMATS.flatMap((id) => (available[id]?.fileSuffix ?? []).map((suffix) => suffix.toLowerCase())),
 );
 
 export function hasImageExtension(fileName: string): boolean {

@@ -3,39 +3,60 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { makeThumbnail } from '../images/thumbnail.js';
 import type { RunRecord } from '../runner/runs.js';
 import { findProjectDir } from '../runner/analyze.js';
 import { isAlive } from '../runner/store.js';
 import { evaluationOf, MISTAKES_SHOWN, shownMistakes } from './data.js';
 import { renderReport } from './html.js';
+import { ThumbnailCache } from './thumbnail-cache.js';
 
 /** Longest side of a thumbnail, in pixels: enough to recognise an image, small enough to embed dozens. */
 export const THUMBNAIL_SIZE = 96;
+const THUMBNAIL_QUALITY = 70;
+/** What else a remembered thumbnail depends on. */
+const THUMBNAIL_VARIANT = `jpeg-${THUMBNAIL_SIZE}-q${THUMBNAIL_QUALITY}`;
+
+const dataUri = (jpeg: Buffer) => `data:image/jpeg;base64,${jpeg.toString('base64')}`;
+
 /** Images decoded at once; decoding is CPU-bound. */
 const THUMBNAIL_CONCURRENCY = 4;
 
 /** Data URIs for the images the report shows; an image that is gone or unreadable gets none. */
-export async function thumbnailsFor(records: RunRecord[], projectDir = findProjectDir(process.cwd())): Promise<Map<string, string>> {
+export async function thumbnailsFor(
+  records: RunRecord[],
+  projectDir = findProjectDir(process.cwd()),
+  cache = new ThumbnailCache(),
+): Promise<Map<string, string>> {
   const paths = new Set<string>();
   for (const r of records) {
     const evaluation = evaluationOf(r);
     if (evaluation) for (const m of shownMistakes(evaluation, MISTAKES_SHOWN)) if (m.path) paths.add(m.path);
   }
-  const queue = [...paths];
   const out = new Map<string, string>();
+  const toMake: { file: string; key: string | undefined }[] = [];
+  for (const file of paths) {
+    // Manifests store paths inside the project relative to it.
+    const key = cache.key(path.resolve(projectDir, file), THUMBNAIL_VARIANT);
+    const known = key === undefined ? undefined : cache.get(key);
+    if (known) out.set(file, dataUri(known));
+    else if (key !== undefined) toMake.push({ file, key }); // no key: the image is gone
+  }
+  if (toMake.length === 0) return out;
+  // Only now the decoder: a report of thumbnails already made never loads it.
+  const { makeThumbnail } = await import('../images/thumbnail.js');
   const worker = async () => {
-    for (let file = queue.shift(); file !== undefined; file = queue.shift()) {
+    for (let item = toMake.shift(); item !== undefined; item = toMake.shift()) {
       try {
-        // Manifests store paths inside the project relative to it.
-        const jpeg = await makeThumbnail(path.resolve(projectDir, file), THUMBNAIL_SIZE, { quality: 70 });
-        out.set(file, `data:image/jpeg;base64,${jpeg.toString('base64')}`);
+        const jpeg = await makeThumbnail(path.resolve(projectDir, item.file), THUMBNAIL_SIZE, { quality: THUMBNAIL_QUALITY });
+        out.set(item.file, dataUri(jpeg));
+        if (item.key) cache.put(item.key, jpeg);
       } catch {
         // Moved, deleted or unreadable since the run: the report shows a placeholder.
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(THUMBNAIL_CONCURRENCY, queue.length) }, worker));
+  await Promise.all(Array.from({ length: Math.min(THUMBNAIL_CONCURRENCY, toMake.length) }, worker));
+  cache.prune();
   return out;
 }
 

@@ -3,7 +3,7 @@
 import type { ErrorObject } from 'ajv';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../package-root.js';
 import { type Diagnostic, closest, didYouMean } from './diagnostic.js';
 import { errorMessage, PipelineInvalid } from './errors.js';
 import { type LoadedSource, type Locations, type Pointer, pointer } from './load.js';
@@ -36,7 +36,7 @@ export interface Pipeline {
   source: LoadedSource;
 }
 
-export const schemaFile = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../schemas/pipeline.schema.json');
+export const schemaFile = path.join(packageRoot, 'schemas', 'pipeline.schema.json');
 
 /** The published schema: the structure plus, for editors, each built-in step's parameters. */
 export function pipelineSchema(): JsonSchema {

@@ -7,9 +7,9 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import os from 'node:os';
 import path from 'node:path';
 import type { ErrorObject } from 'ajv';
+import { userCacheDir } from './user-cache.js';
 
 export interface Validator {
   (data: unknown): boolean;
@@ -29,8 +29,7 @@ const CACHE_FORMAT = 1;
 const ajvVersion = (require('ajv/package.json') as { version: string }).version;
 
 export function validatorCacheDir(env: Record<string, string | undefined> = process.env): string {
-  const base = env.XDG_CACHE_HOME || path.join(env.HOME || os.homedir(), '.cache');
-  return path.join(base, 'tlpipe', 'validators');
+  return path.join(userCacheDir(env), 'validators');
 }
 
 function generate(schema: object, options: ValidatorOptions): string {

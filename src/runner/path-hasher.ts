@@ -5,7 +5,7 @@
 // stat is unchanged is taken as unchanged, as DVC and make do (ctime too: it
 // changes on every write, chmod or utimes and no program can set it back).
 // The memo is only a speed-up: losing it is harmless. See docs/reliability.md.
-import type { Stats } from 'node:fs';
+import { type Stats, statSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { canonicalJson, sha256 } from './fingerprint.js';
@@ -25,6 +25,31 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, 
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return out;
+}
+
+/** A synchronous stat slower than this on average means a slow (network, cold) file system. */
+const SLOW_STAT_MS = 0.2;
+const STATS_BEFORE_JUDGING = 64;
+
+/**
+ * Stats of `files` (undefined for one that is gone), in order. Warm local
+ * metadata answers a synchronous stat in microseconds, several times faster
+ * than a round trip through the thread pool; where the first stats show a slow
+ * file system, the rest go concurrently, so waits overlap.
+ */
+async function statAll(files: readonly string[]): Promise<(Stats | undefined)[]> {
+  const out: (Stats | undefined)[] = [];
+  const started = performance.now();
+  for (const file of files) {
+    if (out.length >= STATS_BEFORE_JUDGING && performance.now() - started > SLOW_STAT_MS * out.length) break;
+    try {
+      out.push(statSync(file));
+    } catch {
+      out.push(undefined);
+    }
+  }
+  const rest = await mapLimit(files.slice(out.length), STAT_CONCURRENCY, (file) => fs.stat(file).catch(() => undefined));
+  return [...out, ...rest];
 }
 
 interface Memo {
@@ -81,9 +106,7 @@ export class PathHasher {
       if (seen.has(real)) return; // a symlink loop: each real folder counts once
       seen.add(real);
       const entries = (await fs.readdir(dir)).sort();
-      // Stats at once, not one after another: a folder of thousands of images
-      // is mostly waiting on the file system.
-      const stats = await mapLimit(entries, STAT_CONCURRENCY, (name) => fs.stat(path.join(dir, name)).catch(() => undefined));
+      const stats = await statAll(entries.map((name) => path.join(dir, name)));
       const hashes = await mapLimit(entries, STAT_CONCURRENCY, (name, i) => {
         const s = stats[i];
         return s?.isFile() ? this.hashFile(path.join(dir, name), s) : Promise.resolve(undefined);

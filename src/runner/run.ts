@@ -67,6 +67,8 @@ export async function runPipeline(pipeline: Pipeline, session: Session, options:
   const { store } = session;
   const startedAt = new Date();
   const runId = newRunId(startedAt);
+  // Asked now, answered while the stages run: the commit the run started from, at no cost to a cached run's time.
+  const git = gitState(pipeline.projectDir);
   const unlockRun = await store.lock(`run-${runId}`);
   try {
     const plan = await planRun(pipeline, session, options, options.signal);
@@ -91,7 +93,7 @@ export async function runPipeline(pipeline: Pipeline, session: Session, options:
       },
       params: pipeline.params,
       set: options.set ?? [],
-      git: await gitState(pipeline.projectDir),
+      git: await git,
       stages: outcomes,
       outputs: [...new Set(outcomes.flatMap((o) => o.outputs))],
       warnings: [...store.warnings],

@@ -4,20 +4,24 @@
 // these enter the fingerprint of the stages that use them. A machine with a
 // different build then neither serves nor reuses mismatched features.
 import { createRequire } from 'node:module';
+import { sharpBuild } from '../images/sharp-build.js';
 import { resolveDevice } from '../onnx/runtime.js';
 import type { Json } from './step.js';
 
 const require = createRequire(import.meta.url);
 
-let versions: { onnxruntime: string; sharp: string; libvips: string; jpeg: string } | undefined;
+interface Versions {
+  onnxruntime: string;
+  sharp: string;
+  libvips: string;
+  jpeg: string;
+}
 
-function runtimeVersions() {
-  if (!versions) {
-    // package.json only: loading onnxruntime's native module would slow every `status`.
-    const onnxruntime = (require('onnxruntime-node/package.json') as { version: string }).version;
-    const sharp = (require('sharp') as { versions: Record<string, string> }).versions;
-    versions = { onnxruntime, sharp: sharp.sharp ?? '?', libvips: sharp.vips ?? '?', jpeg: sharp.mozjpeg ?? '?' };
-  }
+let versions: Versions | undefined;
+
+function runtimeVersions(): Versions {
+  // package.json only: loading onnxruntime's native module would slow every `status`.
+  versions ??= { onnxruntime: (require('onnxruntime-node/package.json') as { version: string }).version, ...sharpBuild().versions };
   return versions;
 }
 

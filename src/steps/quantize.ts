@@ -8,7 +8,6 @@ import os from 'node:os';
 import { datasetManifestKind, readDatasetManifest } from '../artifacts/dataset-manifest.js';
 import { featureModelKind, featureModelPath, featureModelValue, type FeatureModelValue, writeFeatureModel } from '../artifacts/feature-model.js';
 import { readTransform, transformKind } from '../artifacts/transform.js';
-import { loadImageTensorInto } from '../images/preprocess.js';
 import { createRng, shuffleInPlace } from '../images/random.js';
 import { fixedOutputSize } from '../images/transform-spec.js';
 import { type CalibrationBatch, quantizeModel } from '../onnx/quantize.js';
@@ -82,6 +81,8 @@ export const quantizeStep = defineStep<Static<typeof paramsSchema>>({
     const perImage = 3 * size.width * size.height;
     const dims = (n: number) => (spec.layout === 'NCHW' ? [n, 3, size.height, size.width] : [n, size.height, size.width, 3]);
     const tensors: Float32Array[] = [];
+    // The decoder only when the stage runs: a cached run never loads it.
+    const { loadImageTensorInto } = await import('../images/preprocess.js');
     ctx.progress(0, wanted, 'images');
     for (const image of sample) {
       if (tensors.length === wanted) break;
