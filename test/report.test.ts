@@ -15,7 +15,8 @@ import { openSession } from '../src/runner/run.js';
 import type { Json } from '../src/runner/step.js';
 import { defaultReportName, reportCommand, runReportDir, writeRunReport } from '../src/report/command.js';
 import { renderReport } from '../src/report/html.js';
-import { writeReport } from '../src/report/write.js';
+import { thumbnailsFor, writeReport } from '../src/report/write.js';
+import { ThumbnailCache } from '../src/report/thumbnail-cache.js';
 import { repoRoot } from './support/fixtures.js';
 import { removeDir, tempDir } from './support/tmp.js';
 
@@ -279,6 +280,25 @@ describe('writing reports', () => {
     assert.equal(count(page, 'image not available'), 1);
     assert.deepEqual(await readdir(path.dirname(out)), ['a.html'], 'no temporary file left behind');
     assert.ok(page.length < 400_000, `the report stays small (${page.length} bytes)`);
+  });
+
+  test('thumbnails are remembered by image stat: a rerun decodes none, an edited image gets a new one', async () => {
+    const cache = new ThumbnailCache(path.join(dir, 'thumbnail-cache'));
+    const first = await thumbnailsFor([runA], dir, cache);
+    assert.equal(first.size, 4);
+    assert.equal((await readdir(cache.dir)).filter((n) => n.endsWith('.bin')).length, 4);
+    // Remembered thumbnails are served even where the decoder would now give other bytes: they are the cache's.
+    for (const name of await readdir(cache.dir)) await writeFile(path.join(cache.dir, name), Buffer.from('remembered'));
+    const second = await thumbnailsFor([runA], dir, cache);
+    assert.deepEqual([...second.values()].map((u) => Buffer.from(u.split(',')[1]!, 'base64').toString()), Array(4).fill('remembered'));
+    // An image changed since: its stat differs, so it is decoded again.
+    const edited = String((runA.stages.find((s) => s.name === 'evaluate')!.value as { misclassified: { path: string }[] }).misclassified[0]!.path);
+    await sharp({ create: { width: 50, height: 40, channels: 3, background: '#0a0' } }).jpeg().toFile(edited);
+    const third = await thumbnailsFor([runA], dir, cache);
+    assert.notEqual(third.get(edited), second.get(edited));
+    assert.match(Buffer.from(third.get(edited)!.split(',')[1]!, 'base64').subarray(0, 2).toString('hex'), /^ffd8$/, 'a real JPEG again');
+    cache.prune(2);
+    assert.equal((await readdir(cache.dir)).filter((n) => n.endsWith('.bin')).length, 2);
   });
 
   test('tlpipe report RUN... reads runs from the cache and writes the file', async () => {
