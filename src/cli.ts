@@ -91,13 +91,18 @@ const options = {
   version: { type: 'boolean' },
 } as const;
 
-/** `--force` alone means "every stage"; parseArgs needs a value, so give it one. */
+/**
+ * `--force` alone means "every stage"; parseArgs needs a value, so give it one.
+ * For `init` it is a plain switch (replace an existing file): the word after
+ * it is the data folder, never a stage.
+ */
 function normaliseForce(argv: string[]): string[] {
   const out: string[] = [];
+  const isSwitch = argv.find((a) => !a.startsWith('-')) === 'init';
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const next = argv[i + 1];
-    if (a === '--force' && (next === undefined || next.startsWith('-') || /\.ya?ml$/.test(next) || next.includes(path.sep))) {
+    if (a === '--force' && (isSwitch || next === undefined || next.startsWith('-') || /\.ya?ml$/.test(next) || next.includes(path.sep))) {
       out.push('--force=*');
     } else out.push(a);
   }

@@ -270,6 +270,18 @@ describe('tlpipe init', () => {
     assert.equal(again.stderr, 'pipelines/hymenoptera.yaml already exists: pass --out FILE to write elsewhere, or --force to replace it.');
   });
 
+  test('init --force DATA replaces the pipeline: the word after --force is the folder, not a stage', async () => {
+    const dir = await tempDir({ 'package.json': '{}', 'pets/cat/1.jpg': '', 'pets/cat/2.jpg': '', 'pets/dog/3.jpg': '', 'pets/dog/4.jpg': '' });
+    assert.equal((await tlpipe(['init', 'pets'], { cwd: dir })).code, 0);
+    await writeFile(path.join(dir, 'pipelines/pets.yaml'), '# edited by hand\n');
+    for (const args of [['init', '--force', 'pets'], ['init', 'pets', '--force']]) {
+      const r = await tlpipe(args, { cwd: dir });
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(await readFile(path.join(dir, 'pipelines/pets.yaml'), 'utf8'), /uses: images\.dataset/);
+      await writeFile(path.join(dir, 'pipelines/pets.yaml'), '# edited by hand\n');
+    }
+  });
+
   test('a folder with no recognisable layout is a usage error that says what it expects', async () => {
     const dir = await tempDir({ 'package.json': '{}', 'empty/notes.txt': 'x' });
     const r = await tlpipe(['init', 'empty'], { cwd: dir });
