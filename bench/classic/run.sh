@@ -37,11 +37,11 @@ if ! "$PY" -c 'import torch, torchvision, PIL' 2>/dev/null; then
   fi
 fi
 
-# tlpipe as a user runs it: the built CLI.
-echo "bench/classic: building tlpipe (npx tsc -p tsconfig.json)"
+# tlpipe as a user runs it: the built CLI (tsc, then the start-up bundle).
+echo "bench/classic: building tlpipe (npm run build)"
 bin="$(node -p "require('./package.json').bin.tlpipe")"
 tsc_log="$(mktemp)"
-if ! npx --no-install tsc -p tsconfig.json >"$tsc_log" 2>&1; then
+if ! npm run --silent build >"$tsc_log" 2>&1; then
   grep -E 'error TS' "$tsc_log" | head -n 5 >&2 || true
   if [ -f "$bin" ]; then
     echo "bench/classic: WARNING: tsc reported $(grep -c 'error TS' "$tsc_log") error(s) (first above);" \
