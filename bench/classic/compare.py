@@ -172,7 +172,10 @@ def torch_job(tmp, data, args, lr, tag):
 
 
 def tlpipe_job(tmp, data, onnx, cache, out_rel, args, lr, tag, pipeline=PIPELINE):
-    cmd = ["node", tlpipe_bin(), "run", pipeline, "--set", f"backbone={onnx}", "--set", f"epochs={args.epochs}",
+    # optimizer=adam: the classic script's recipe (Adam, the learning rate, the
+    # epochs), so both sides do the same training; tlpipe's default (L-BFGS,
+    # regularisation searched) has no learning rate to change.
+    cmd = ["node", tlpipe_bin(), "run", pipeline, "--set", f"backbone={onnx}", "--set", "optimizer=adam", "--set", f"epochs={args.epochs}",
            "--set", f"data={data}", "--set", f"lr={lr}", "--set", f"out={out_rel}", "--cache-dir", cache, "--json"]
     t = Timed(f"tlpipe {tag}", cmd, os.path.join(tmp, f"tlpipe-{tag}.json"))
     with open(t.log) as f:
