@@ -5,7 +5,7 @@
 // from outside, as a user, a crash or a full disk would make them.
 import { execa, type ResultPromise } from 'execa';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, watch, type FSWatcher } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, watch, type FSWatcher } from 'node:fs';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -254,6 +254,18 @@ export interface Moment {
  * doing can be looked at, then sends `signal` and lets it go on (SIGCONT) to
  * receive it. A stopped process cannot finish the write it is in.
  */
+export const RUN_ENDED_AS_MOMENT_CAME = 'the run ended as the moment came';
+
+/** Whether `pid` is gone or a zombie (Linux: its /proc state is Z or X). */
+function hasExited(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return /^\d+ \(.*\) [ZX]/s.test(stat);
+  } catch {
+    return true;
+  }
+}
+
 export async function interrupt(child: ResultPromise, moment: Moment, signal: KillSignal, inspect?: (seen: string) => Promise<string>): Promise<{ seen: string; note: string; hit: boolean }> {
   let exited = false;
   const ended = child.then(() => {
@@ -265,8 +277,11 @@ export async function interrupt(child: ResultPromise, moment: Moment, signal: Ki
   try {
     process.kill(pid, 'SIGSTOP');
   } catch {
-    return { seen, note: 'the run ended as the moment came', hit: false };
+    return { seen, note: RUN_ENDED_AS_MOMENT_CAME, hit: false };
   }
+  // A process that has exited but is not reaped yet takes signals without
+  // error: one that finished by itself as the moment came is no interruption.
+  if (hasExited(pid)) return { seen, note: RUN_ENDED_AS_MOMENT_CAME, hit: false };
   const note = inspect ? await inspect(seen).catch((e: Error) => `inspect failed: ${e.message}`) : '';
   try {
     process.kill(pid, signal);
