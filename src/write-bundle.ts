@@ -6,11 +6,13 @@
 // code the tests import from dist/src/. Native and rarely used packages stay
 // external: they are loaded from node_modules, lazily, as before.
 //
-// Layout: every entry point and chunk sits flat in dist/cli/, so the worker
-// threads' `new URL('./inference-worker.js', import.meta.url)` resolves to the
-// bundled worker from whichever chunk creates it.
+// Layout: every entry point and chunk sits flat in dist/cli/, so a worker
+// thread's URL relative to its module ('./inference-worker.js') resolves to the
+// bundled worker from whichever chunk creates it. Worker scripts are found by
+// that reference in tsc's output (test/startup.test.ts checks each has its
+// bundled twin): a new worker needs no change here.
 import { build } from 'esbuild';
-import { rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from './package-root.js';
 
@@ -20,9 +22,21 @@ const outdir = path.join(dist, 'cli');
 /** Loaded by path at run time, native, or only by some commands: not worth bundling. */
 const external = ['sharp', 'onnxruntime-node', 'bullmq', 'ioredis', '@aws-sdk/*', 'playwright-core', 's3rver'];
 
+/** Worker-thread scripts that modules of `dir` start by a URL relative to themselves. */
+function workerScripts(dir: string): string[] {
+  const found = new Set<string>();
+  for (const rel of readdirSync(dir, { recursive: true }) as string[]) {
+    if (!rel.endsWith('.js')) continue;
+    const text = readFileSync(path.join(dir, rel), 'utf8');
+    for (const m of text.matchAll(/new Worker\(new URL\('\.\/([\w.-]+\.js)', import\.meta\.url\)/g)) found.add(path.join(path.dirname(rel), m[1]!));
+  }
+  return [...found].sort();
+}
+
+const src = path.join(dist, 'src');
 rmSync(outdir, { recursive: true, force: true });
 await build({
-  entryPoints: ['cli.js', 'features/inference-worker.js', 'features/loader-worker.js'].map((f) => path.join(dist, 'src', f)),
+  entryPoints: ['cli.js', ...workerScripts(src)].map((f) => path.join(src, f)),
   outdir,
   entryNames: '[name]',
   chunkNames: 'chunk-[hash]',

@@ -50,6 +50,17 @@ test('the command line runs from the start-up bundle, built after the last compi
   assert.match(await readFile(log, 'utf8'), /\/dist\/cli\/cli\.js/);
 });
 
+test('every worker thread a module starts by relative URL has its bundled twin beside the bundle', async () => {
+  const src = path.join(repoRoot, 'dist', 'src');
+  const workers = new Set<string>();
+  for (const rel of readdirSync(src, { recursive: true }) as string[]) {
+    if (!rel.endsWith('.js')) continue;
+    for (const m of (await readFile(path.join(src, rel), 'utf8')).matchAll(/new Worker\(new URL\('\.\/([\w.-]+\.js)', import\.meta\.url\)/g)) workers.add(m[1]!);
+  }
+  assert.ok(workers.has('inference-worker.js') && workers.has('loader-worker.js'), [...workers].join(', '));
+  for (const w of workers) assert.ok(readdirSync(path.join(repoRoot, 'dist', 'cli')).includes(w), `dist/cli/${w} is missing: the bundle cannot start that worker`);
+});
+
 test('--version and --help answer without loading the commands or any library', async () => {
   for (const flag of ['--version', '--help']) {
     const { ours, libraries } = await modulesLoaded([flag]);
