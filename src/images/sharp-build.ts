@@ -4,11 +4,11 @@
 // (tens of ms). The memo is keyed by the stat of sharp's package.json and of
 // its native packages' (@img/sharp-*), which every install replaces; where
 // the layout is not the usual one, sharp is simply loaded.
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type sharp from 'sharp';
-import { userCacheDir } from '../runner/user-cache.js';
+import { keepInUserCache, userCacheDir } from '../runner/user-cache.js';
 
 const require = createRequire(import.meta.url);
 
@@ -66,15 +66,6 @@ export function sharpBuild(memoFile = path.join(userCacheDir(), 'sharp-build.jso
     }
   }
   facts = loadFacts();
-  if (stamp) {
-    const tmp = `${memoFile}.tmp-${process.pid}`;
-    try {
-      mkdirSync(path.dirname(memoFile), { recursive: true });
-      writeFileSync(tmp, JSON.stringify({ stamp, build: facts }));
-      renameSync(tmp, memoFile);
-    } catch {
-      rmSync(tmp, { force: true }); // a read-only home: sharp is loaded each time
-    }
-  }
+  if (stamp) keepInUserCache(memoFile, JSON.stringify({ stamp, build: facts }));
   return facts;
 }

@@ -3,9 +3,9 @@
 // decoding them again would load sharp (tens of ms) for nothing. Kept in the
 // per-user cache, bounded; losing it costs only decoding again.
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { userCacheDir } from '../runner/user-cache.js';
+import { keepInUserCache, userCacheDir } from '../runner/user-cache.js';
 
 /** Thumbnails kept at most (a few KB each); the oldest go first. */
 export const THUMBNAILS_KEPT = 2000;
@@ -32,15 +32,7 @@ export class ThumbnailCache {
   }
 
   put(key: string, data: Buffer): void {
-    const file = path.join(this.dir, `${key}.bin`);
-    const tmp = `${file}.tmp-${process.pid}`;
-    try {
-      mkdirSync(this.dir, { recursive: true });
-      writeFileSync(tmp, data);
-      renameSync(tmp, file);
-    } catch {
-      rmSync(tmp, { force: true }); // a read-only home: thumbnails are made each time
-    }
+    keepInUserCache(path.join(this.dir, `${key}.bin`), data);
   }
 
   /** Drops the oldest thumbnails beyond THUMBNAILS_KEPT. */

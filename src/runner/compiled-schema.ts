@@ -5,11 +5,11 @@
 // never load ajv's compiler. A cache that cannot be written just means
 // compiling each time.
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { ErrorObject } from 'ajv';
-import { userCacheDir } from './user-cache.js';
+import { keepInUserCache, userCacheDir } from './user-cache.js';
 
 export interface Validator {
   (data: unknown): boolean;
@@ -62,14 +62,7 @@ export function compileSchema(schema: object, options: ValidatorOptions): Valida
   if (!validator) {
     const source = generate(schema, options);
     validator = evaluate(source);
-    const tmp = `${file}.tmp-${process.pid}`;
-    try {
-      mkdirSync(path.dirname(file), { recursive: true });
-      writeFileSync(tmp, source);
-      renameSync(tmp, file);
-    } catch {
-      rmSync(tmp, { force: true });
-    }
+    keepInUserCache(file, source);
   }
   compiled.set(key, validator);
   return validator;
