@@ -37,19 +37,24 @@ stages:
 `;
 
 interface Proc {
+  pid: number;
   done: Promise<{ code: number | null; out: string; err: string }>;
   kill(sig?: NodeJS.Signals): void;
   err(): string;
 }
 
-function launch(cmd: string[], cwd: string, env: Record<string, string>, cores?: string): Proc {
-  const argv = cores ? ['taskset', '-c', cores, 'node', cliPath, ...cmd] : ['node', cliPath, ...cmd];
+/** GNU time's line on stderr: the CPU seconds (user + system) a process used. */
+const TIME = ['/usr/bin/time', '-f', 'tlpipe-bench-cpu %U %S'];
+
+function launch(cmd: string[], cwd: string, env: Record<string, string>, cores?: string, timed = false): Proc {
+  const argv = [...(timed ? TIME : []), ...(cores ? ['taskset', '-c', cores] : []), 'node', cliPath, ...cmd];
   const child = spawn(argv[0]!, argv.slice(1), { cwd, env: { ...process.env, CI: '1', NO_COLOR: '1', TLPIPE_MODELS: fixture('models'), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (err += d));
   return {
+    pid: child.pid!,
     done: new Promise((resolve) => child.on('close', (code) => resolve({ code, out, err }))),
     kill: (sig = 'SIGTERM') => child.kill(sig),
     err: () => err,
@@ -64,13 +69,25 @@ async function waitFor(p: Proc, pattern: RegExp, ms = 60_000): Promise<void> {
   }
 }
 
+/** User + system CPU seconds a live process has used (Linux /proc; clock ticks of 1/100 s). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** CPU seconds the last timed run used (the run alone: the workers are other processes). */
+let lastRunCpuS = 0;
+
 /** Runs the pipeline's features stage afresh and returns its duration in ms (from the run's --json summary). */
 async function featuresMs(dir: string, env: Record<string, string>, extra: string[], cores?: string): Promise<number> {
   // Forget earlier vectors: the stage must compute every image.
   const chunks = path.join(dir, '.tlpipe', 'chunks');
   for (const name of await fs.readdir(chunks).catch(() => [] as string[])) if (!name.startsWith('image-checks')) await fs.rm(path.join(chunks, name), { recursive: true, force: true });
-  const r = await launch(['run', 'pipeline.yaml', '--json', '--force=features', ...extra], dir, env, cores).done;
+  const r = await launch(['run', 'pipeline.yaml', '--json', '--force=features', ...extra], dir, env, cores, true).done;
   if (r.code !== 0) throw new Error(`run failed (${r.code}): ${r.err.slice(-1500)}`);
+  const cpu = /tlpipe-bench-cpu ([\d.]+) ([\d.]+)/.exec(r.err);
+  lastRunCpuS = cpu ? Number(cpu[1]) + Number(cpu[2]) : NaN;
   const summary = JSON.parse(r.out) as { stages: { name: string; durationMs: number }[]; metrics: Record<string, Record<string, number>> };
   const m = summary.metrics.features!;
   if (m.computed !== IMAGES) throw new Error(`the stage computed ${m.computed} images, expected ${IMAGES}:\n${r.err.slice(-3000)}`);
@@ -106,10 +123,17 @@ async function main(): Promise<void> {
         procs.push(...ws);
         for (const w of ws) await waitFor(w, /worker bench-\d+-\d+: queue/);
         let busyMs = 0;
+        let stageMs = 0;
         try {
           const ms = await featuresMs(dir, { TLPIPE_QUEUE_LOCAL_JOBS: '0' }, ['--queue', redis.url, '--remote', `file://${remote}`]);
+          // The run only coordinates, unpinned: whatever CPU it uses is taken from the workers' cores.
+          console.log(`  the run (coordinating, unpinned) used ${lastRunCpuS.toFixed(1)} s of CPU in all (planning, the cached stages, the queue), the stage took ${(ms / 1000).toFixed(1)} s`);
+          stageMs = ms;
           return { ms, busyMs: () => busyMs };
         } finally {
+          // How much of its core each pinned worker got: its CPU time (taskset execs node: the same pid) over the stage's wall time.
+          const shares = await Promise.all(ws.map(async (w, i) => `worker ${i}: ${((100 * (await cpuSeconds(w.pid))) / (stageMs / 1000)).toFixed(0)} % of core ${cores[i]}`));
+          console.log(`  CPU each worker got while the stage ran (its CPU time, start-up included, over the stage's wall time): ${shares.join('; ')}`);
           for (const w of ws) w.kill();
           await Promise.all(ws.map((w) => w.done));
           // What each worker did, from its own lines: jobs, and images/s while computing.

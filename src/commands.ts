@@ -108,8 +108,11 @@ const run: Command = async (ctx) => {
   if (ctx.values['dry-run']) return showPlan({ ...ctx, values: { ...ctx.values, set: expandSweep(sets, undefined)[0] } }, first);
   const variants = expandSweep(sets, first.sweep);
   // The queue's modules (BullMQ, ioredis) load only for a run that uses one.
-  const cluster =
-    (ctx.values.queue ?? process.env.TLPIPE_QUEUE) ? (await import('./cluster/commands.js')).clusterForRun(ctx.values, await chosenRemote(ctx, first.projectDir)) : undefined;
+  const queued = Boolean(ctx.values.queue ?? process.env.TLPIPE_QUEUE);
+  const clusterCommands = queued ? await import('./cluster/commands.js') : undefined;
+  const runRemote = queued ? await chosenRemote(ctx, first.projectDir) : undefined;
+  const cluster = clusterCommands?.clusterForRun(ctx.values, runRemote);
+  const label = (variant: string[]) => variant.filter((s) => !sets.includes(s)).join(' ') || variant.join(' ');
 
   const controller = new AbortController();
   let signalName: NodeJS.Signals | undefined;
@@ -135,7 +138,7 @@ const run: Command = async (ctx) => {
   try {
     for (const [i, variant] of variants.entries()) {
       const pipeline = i === 0 && variants.length === 1 ? first : await loadPipeline(file, builtins, { set: variant });
-      if (variants.length > 1) say(`\n── sweep ${i + 1}/${variants.length}: ${variant.filter((s) => !sets.includes(s)).join(' ') || variant.join(' ')}`);
+      if (variants.length > 1) say(`\n── sweep ${i + 1}/${variants.length}: ${label(variant)}`);
       const session = await openSession(cacheDirFor(pipeline, ctx.values['cache-dir']), (m) => say(`warning: ${m}`));
       if (i === 0) {
         // A dataset that is not on disk but declares a source is fetched (with consent) before planning.
@@ -164,6 +167,18 @@ const run: Command = async (ctx) => {
         say(`Interrupted. Finished stages and committed chunks are kept; resume with:\n  tlpipe run ${[path.relative(process.cwd(), pipeline.file), ...sets.map((s) => `--set ${s}`)].join(' ')}`);
         exit = signalName === 'SIGTERM' ? 143 : ExitCode.interrupted;
         break;
+      }
+      // The first combination computed what they all share: the others' training and evaluation become queue jobs.
+      if (i === 0 && cluster && clusterCommands && runRemote && variants.length > 1 && record.status === 'succeeded' && !ctx.values.force && !ctx.values.from && !ctx.values.only) {
+        await clusterCommands.spreadSweep({
+          cluster,
+          remote: runRemote,
+          combinations: variants.slice(1).map((v) => ({ label: label(v), load: () => loadPipeline(file, builtins, { set: v }) })),
+          session,
+          steps: builtins,
+          signal: controller.signal,
+          say,
+        });
       }
       if (record.status === 'failed') {
         // A stage that could not write (disk full, read-only) is the cache's problem, not the pipeline's.

@@ -10,7 +10,7 @@ import { dataRootOf } from '../src/cluster/coordinator.js';
 import { encodeResult, FEATURE_JOB_FORMAT, type FeatureJobData, featureJobId, verifyResult } from '../src/cluster/feature-job.js';
 import { encodeFeatureChunk } from '../src/features/chunks.js';
 import { featuresFiles, killWorkers, resultWorkers, startWorker, stopWorker } from './support/cluster.js';
-import { cli, expectClean, photoSet, project, removeScratch, scratchDir, summaryOf } from './support/faults.js';
+import { cli, expectClean, photoSet, project, removeScratch, type Summary, scratchDir, summaryOf } from './support/faults.js';
 import { needsFixtures } from './support/fixtures.js';
 import { needsRedis, startRedis } from './support/redis.js';
 import { startS3Server } from './support/s3-server.js';
@@ -194,6 +194,54 @@ describe('run --queue: images inside the project, the run started elsewhere', { 
       const r0 = await cli(args.map((a) => (a === path.join(dir, 'pipelines', 'catsdogs.yaml') ? 'pipelines/catsdogs.yaml' : a)), { cwd: alone, timeoutMs: 200_000 });
       expectClean(r0, 0, 'the one-machine run');
       assert.deepEqual(await featuresFiles(path.join(dir, '.tlpipe')), await featuresFiles(path.join(alone, '.tlpipe')));
+      await stopWorker(w);
+    } finally {
+      await killWorkers();
+      await redis.stop();
+    }
+  });
+});
+
+describe('run --queue with a sweep', { skip: needsFixtures || needsRedis }, () => {
+  test("the other combinations' training and evaluation are jobs with ids from their fingerprints; a worker computes them; the sweep's results are a one-machine sweep's", { timeout: 300_000 }, async () => {
+    const redis = await startRedis();
+    try {
+      // The data inside the project: its dataset artifact names images relative to it and can be shared.
+      const dir = await project();
+      await photoSet(10, 6, path.join(dir, 'data', 'catsdogs'));
+      const remoteDir = await scratchDir('remote');
+      const remote = `file://${remoteDir}`;
+      const sweep = ['--set', 'features.chunkSize=8', '--set', 'epochs=3', '--set', 'weightDecay=0.001,0.01,0.1'];
+      const args = ['run', 'pipelines/catsdogs.yaml', '--json', ...sweep, '--queue', redis.url, '--remote', remote];
+      const w = startWorker('trainer', { queue: redis.url, remote, dataRoot: dir, cwd: dir, models: await scratchDir('models') });
+      await w.waitFor(/worker trainer: queue/);
+      const r = await cli(args, { cwd: dir, timeoutMs: 200_000, env: { TLPIPE_QUEUE_LOCAL_JOBS: '0' } });
+      expectClean(r, 0, 'the queued sweep');
+      assert.match(r.stderr, /2 sweep members \(training and evaluation of weightDecay=0\.01; weightDecay=0\.1\) added to queue sweep-members/);
+      assert.match(r.stderr, /sweep members: 2 of 2 through the queue/);
+      const ids = [...w.output().matchAll(/job (sm-[0-9a-f]{12})… \(sweep member (weightDecay=[\d.]+)\): computed train, evaluate/g)].map((m) => m[2]);
+      assert.deepEqual(ids.sort(), ['weightDecay=0.01', 'weightDecay=0.1'], w.output());
+      const runs = (JSON.parse(r.stdout) as { runs: Summary[] }).runs;
+      assert.equal(runs.length, 3);
+      for (const run of runs.slice(1)) {
+        const st = Object.fromEntries(run.stages.map((x) => [x.name, x.status]));
+        assert.equal(st.train, 'pulled', JSON.stringify(st));
+        assert.equal(st.evaluate, 'pulled', JSON.stringify(st));
+      }
+      const alone = await project();
+      await photoSet(10, 6, path.join(alone, 'data', 'catsdogs'));
+      const r0 = await cli(['run', 'pipelines/catsdogs.yaml', '--json', ...sweep], { cwd: alone, timeoutMs: 200_000 });
+      expectClean(r0, 0, 'the one-machine sweep');
+      const runs0 = (JSON.parse(r0.stdout) as { runs: Summary[] }).runs;
+      const fps = (rs: Summary[]) => rs.map((x) => Object.fromEntries(x.stages.map((st) => [st.name, st.fingerprint])));
+      assert.deepEqual(fps(runs), fps(runs0));
+      assert.deepEqual(runs.map((x) => x.metrics.evaluate), runs0.map((x) => x.metrics.evaluate));
+      assert.deepEqual(runs.map((x) => x.metrics.train), runs0.map((x) => x.metrics.train));
+
+      // Run again: nothing is added, the members are in the remote and cached here.
+      const again = await cli(args, { cwd: dir, timeoutMs: 200_000, env: { TLPIPE_QUEUE_LOCAL_JOBS: '0' } });
+      expectClean(again, 0, 'the sweep again');
+      assert.doesNotMatch(again.stderr, /sweep members/);
       await stopWorker(w);
     } finally {
       await killWorkers();

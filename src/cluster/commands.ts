@@ -8,7 +8,14 @@ import { QueueCluster } from './coordinator.js';
 import { findProjectDir } from '../runner/analyze.js';
 import type { ResolvedRemote } from '../remote/config.js';
 import { resolveRemote } from '../remote/config.js';
+import type { Pipeline } from '../runner/analyze.js';
+import type { StepRegistry } from '../runner/registry.js';
+import { planRun, type Session } from '../runner/run.js';
+import { openRemote } from '../remote/open.js';
+import { ArtifactStore } from '../runner/store.js';
 import { openExchange } from './exchange.js';
+import { spreadMembers } from './sweep.js';
+import { type MemberJobData, memberOf } from './sweep-job.js';
 import type { Requirements } from './feature-job.js';
 import { defaultModelsDir, defaultWorkerName, FeatureWorker, RedisUnavailable, type WorkerStatus } from './worker.js';
 
@@ -53,6 +60,36 @@ export function clusterForRun(values: ClusterValues, remote: ResolvedRemote | un
   return new QueueCluster({ queueUrl: queue, exchange: openExchange(remote), localConcurrency: local });
 }
 
+/** After a sweep's first combination: the others' members through the queue (sweep.ts). */
+export async function spreadSweep(options: {
+  cluster: QueueCluster;
+  remote: ResolvedRemote;
+  combinations: { label: string; load(): Promise<Pipeline> }[];
+  session: Session;
+  steps: StepRegistry;
+  signal: AbortSignal;
+  say(line: string): void;
+}): Promise<void> {
+  const { session } = options;
+  const members: MemberJobData[] = [];
+  for (const c of options.combinations) {
+    const plan = await planRun(await c.load(), session, {}, options.signal);
+    const member = memberOf(plan, c.label);
+    if (member) members.push(member);
+  }
+  if (!members.length) return;
+  const report = await spreadMembers(members, {
+    queueUrl: options.cluster.queueUrl,
+    localConcurrency: options.cluster.localConcurrency,
+    store: session.store,
+    openRemote: () => openRemote(options.remote, session.store, { warn: (m) => session.store.warn(m) }),
+    steps: options.steps,
+    signal: options.signal,
+    log: options.say,
+  });
+  if (report.jobs) options.say(`sweep members: ${report.delivered} of ${members.length} through the queue${report.left ? `; ${report.left} computed by this run as it goes` : ''}`);
+}
+
 export async function workerCommand(values: ClusterValues): Promise<number> {
   const queue = queueOf(values);
   if (!queue) throw new UsageError('Usage: tlpipe worker --queue redis://HOST:6379/0 --remote NAME|URL [--data-root DIR] [--device cpu|cuda] [--threads N] [--concurrency N]');
@@ -63,15 +100,20 @@ export async function workerCommand(values: ClusterValues): Promise<number> {
   if (remote.readOnly) throw new UsageError(`tlpipe worker puts its results in the remote, and ${remote.name} is read-only here.`);
   const device = values.device ?? 'cpu';
   if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device expects cpu or cuda, got "${device}".`);
+  const modelsDir = path.resolve(values.models ?? defaultModelsDir());
+  // The inputs and outputs of the sweep members it computes, beside its model copies.
+  const store = await ArtifactStore.open(path.join(modelsDir, 'store'), (m) => say(`warning: ${m}`));
+  const [{ stepRegistry }, { builtinSteps }, { artifactKinds }] = await Promise.all([import('../runner/registry.js'), import('../steps/index.js'), import('../artifacts/index.js')]);
   const worker = new FeatureWorker({
     queueUrl: queue,
     exchange: openExchange(remote),
+    members: { store, openRemote: () => openRemote(remote, store, { warn: (m) => say(`warning: ${m}`) }), steps: stepRegistry(builtinSteps, artifactKinds) },
     dataRoot: path.resolve(values['data-root'] ?? process.cwd()),
     device,
     threads: whole(values.threads, '--threads'),
     concurrency: whole(values.concurrency, '--concurrency') ?? 1,
     name: values.name ?? defaultWorkerName(),
-    modelsDir: path.resolve(values.models ?? defaultModelsDir()),
+    modelsDir,
     say,
     // BullMQ's rule for workers is to retry Redis forever; a limit is opt-in.
     redisTimeoutMs: process.env.TLPIPE_QUEUE_TIMEOUT ? queueTimeoutMs() : 0,

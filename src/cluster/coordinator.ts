@@ -107,6 +107,14 @@ export function dataRootOf(files: string[], projectDir: string): string {
 export class QueueCluster implements Cluster {
   constructor(private readonly options: ClusterOptions) {}
 
+  get queueUrl(): string {
+    return this.options.queueUrl;
+  }
+
+  get localConcurrency(): number {
+    return this.options.localConcurrency;
+  }
+
   close(): void {
     this.options.exchange.close();
   }

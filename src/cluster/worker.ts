@@ -18,6 +18,10 @@ import { ModelCache } from './model-cache.js';
 import { featureProcessor, type JobSummary } from './processor.js';
 import { runtimeMismatch, runtimeVersions } from './runtime.js';
 import { SessionCache } from './sessions.js';
+import { type MemberJobData, type MemberOutcome, MEMBERS_QUEUE, memberProcessor } from './sweep-job.js';
+import type { RemoteCache } from '../remote/cache.js';
+import type { StepRegistry } from '../runner/registry.js';
+import type { ArtifactStore } from '../runner/store.js';
 
 export interface WorkerOptions {
   queueUrl: string;
@@ -35,6 +39,8 @@ export interface WorkerOptions {
   say(line: string): void;
   /** Give up when Redis stays unreachable this long (0: never, the default). */
   redisTimeoutMs: number;
+  /** Sweep members (training, evaluation) too: this machine's store for their inputs, the remote, the steps. */
+  members?: { store: ArtifactStore; openRemote(): RemoteCache; steps: StepRegistry };
 }
 
 /** What `tlpipe workers` shows about one worker; refreshed every heartbeat. */
@@ -130,6 +136,7 @@ export class FeatureWorker {
       throw new RedisUnavailable(`Redis at ${displayUrl(this.#options.queueUrl)} has been unreachable for ${Math.round((Date.now() - this.#downSince) / 1000)} s (${this.#lastError})`);
     }
     if (this.#redis.status !== 'ready') return;
+    this.#openMembers();
     await this.#discover();
     await this.#redis.set(keys.worker(this.name), JSON.stringify(this.status()), 'PX', LEASE_MS);
   }
@@ -166,6 +173,40 @@ export class FeatureWorker {
       this.#pending.delete(req);
       this.#open(req, requirements);
     }
+  }
+
+  #members: Worker<MemberJobData, MemberOutcome> | undefined;
+
+  /** The sweep members' queue: one for every run, each job checked against this tlpipe's steps. */
+  #openMembers(): void {
+    const m = this.#options.members;
+    if (!m || this.#members) return;
+    const opts = this.#options;
+    this.#members = new Worker<MemberJobData, MemberOutcome>(
+      MEMBERS_QUEUE,
+      memberProcessor({
+        worker: this.name,
+        store: m.store,
+        openRemote: m.openRemote,
+        steps: m.steps,
+        stopping: this.#stop.signal,
+        say: opts.say,
+        onEnd: (_job, outcome) => {
+          if (!('error' in outcome) && outcome.ran.length) this.#jobsDone++;
+        },
+      }),
+      {
+        connection: { ...parseQueueUrl(opts.queueUrl), maxRetriesPerRequest: null, retryStrategy: reconnectDelay },
+        prefix: PREFIX,
+        concurrency: 1,
+        lockDuration: lockDurationMs(),
+        stalledInterval: lockDurationMs(),
+        maxStalledCount: 10,
+      },
+    );
+    this.#members.on('error', (e) => {
+      if (!this.#stop.signal.aborted && this.#downSince === undefined) opts.say(`queue ${MEMBERS_QUEUE}: ${errorMessage(e)}`);
+    });
   }
 
   async #refuse(req: string, reason: string): Promise<void> {
@@ -260,7 +301,7 @@ export class FeatureWorker {
       concurrency: this.#options.concurrency,
       cudaVisibleDevices: process.env.CUDA_VISIBLE_DEVICES ?? null,
       since: this.#since,
-      queues: [...this.#queues.keys()],
+      queues: [...this.#queues.keys(), ...(this.#members ? [MEMBERS_QUEUE] : [])],
       refused: Object.fromEntries(this.#refused),
       holds: [...this.#holds.values()],
       jobsDone: this.#jobsDone,
@@ -280,7 +321,7 @@ export class FeatureWorker {
     this.#stop.abort();
     clearTimeout(this.#timer);
     const held = this.#holds.size;
-    await Promise.all([...this.#queues.values()].map((w) => w.close().catch(() => undefined)));
+    await Promise.all([...this.#queues.values(), ...(this.#members ? [this.#members] : [])].map((w) => w.close().catch(() => undefined)));
     await this.#sessions.closeAll();
     this.#options.exchange.close();
     if (this.#redis.status === 'ready') await this.#redis.del(keys.worker(this.name)).catch(() => undefined);

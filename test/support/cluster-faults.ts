@@ -29,6 +29,11 @@ import {
 import { needsFixtures } from './fixtures.js';
 import { needsRedis, type RedisServer, startRedis } from './redis.js';
 import { startS3Server } from './s3-server.js';
+import { Queue } from 'bullmq';
+import { PREFIX } from '../../src/cluster/connection.js';
+import { MEMBER_JOB_FORMAT, type MemberJobData, memberJobId, MEMBERS_QUEUE } from '../../src/cluster/sweep-job.js';
+import { FINGERPRINT_FORMAT } from '../../src/runner/fingerprint.js';
+import { builtinSteps } from '../../src/steps/index.js';
 
 interface Reference {
   data: string;
@@ -251,6 +256,39 @@ export function clusterTrials(deps: ClusterTrialDeps): void {
           await redis.stop();
         }
       });
+    });
+
+    test('a forged sweep member (its record altered, its fingerprint kept) planted in Redis: the worker refuses it, names itself, pushes nothing', { timeout: 120_000 }, async () => {
+      await trial(GROUP, 'forged sweep member job', () =>
+        withCluster(async (s) => {
+          const version = builtinSteps.find((x) => x.type === 'head.train')!.version;
+          const fingerprint = 'ab'.repeat(32);
+          const data: MemberJobData = {
+            format: MEMBER_JOB_FORMAT,
+            label: 'forged',
+            stages: [{ name: 'train', uses: 'head.train', params: {}, fingerprint, record: { format: FINGERPRINT_FORMAT, step: { type: 'head.train', version }, params: { planted: true }, inputs: {}, dependencies: null } }],
+          };
+          const w = startWorker('honest', { queue: s.redis.url, remote: s.remote, dataRoot: s.dir, cwd: s.dir, models: await s.models(), env: LOCK });
+          await w.waitFor(/worker honest: queue/);
+          const queue = new Queue(MEMBERS_QUEUE, { connection: { host: '127.0.0.1', port: s.redis.port }, prefix: PREFIX });
+          try {
+            await queue.add('member', data, { jobId: memberJobId(data), attempts: 5 });
+            const said = await w.waitFor(/job sm-[0-9a-f]{12}… \(sweep member forged\): (.*does not hash to its fingerprint.*)/, 60_000);
+            let state = '';
+            for (let i = 0; i < 50 && state !== 'failed'; i++, await sleep(100)) state = await queue.getJobState(memberJobId(data));
+            if (state !== 'failed') throw new Lost(`the forged job is ${state}, not failed at once`);
+            const job = await queue.getJob(memberJobId(data));
+            assert.equal(job?.attemptsMade, 1, 'refused without retries');
+            assert.match(String(job?.failedReason), /^worker honest: /);
+            const planted = await fs.stat(path.join(s.remoteDir, 'ac', `${fingerprint}.json`)).then(() => true, () => false);
+            if (planted) throw new Lost('an entry was pushed under the forged fingerprint');
+            assert.equal(await stopWorker(w), 0, w.output().slice(-1500));
+            return `refused on its first attempt ("${said[1]!.slice(0, 70)}…"), failed with the worker's name, no entry under the fingerprint; the worker stopped with exit 0`;
+          } finally {
+            await queue.close();
+          }
+        }),
+      );
     });
 
     test('the queued run itself killed (SIGKILL) and rerun: it resumes from what it and the remote hold', { timeout: 300_000 }, async () => {
