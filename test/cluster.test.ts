@@ -237,6 +237,9 @@ describe('run --queue with a sweep', { skip: needsFixtures || needsRedis }, () =
       assert.deepEqual(fps(runs), fps(runs0));
       assert.deepEqual(runs.map((x) => x.metrics.evaluate), runs0.map((x) => x.metrics.evaluate));
       assert.deepEqual(runs.map((x) => x.metrics.train), runs0.map((x) => x.metrics.train));
+      const listed = await cli(['workers', '--queue', redis.url], { cwd: dir, timeoutMs: 30_000 });
+      expectClean(listed, 0, 'tlpipe workers');
+      assert.match(listed.stdout, /^queue sweep-members: 0 waiting, 0 running, 0 delayed, 0 failed, 2 completed$/m);
 
       // Run again: nothing is added, the members are in the remote and cached here.
       const again = await cli(args, { cwd: dir, timeoutMs: 200_000, env: { TLPIPE_QUEUE_LOCAL_JOBS: '0' } });

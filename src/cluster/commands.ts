@@ -15,7 +15,7 @@ import { openRemote } from '../remote/open.js';
 import { ArtifactStore } from '../runner/store.js';
 import { openExchange } from './exchange.js';
 import { spreadMembers } from './sweep.js';
-import { type MemberJobData, memberOf } from './sweep-job.js';
+import { type MemberJobData, MEMBERS_QUEUE, memberOf } from './sweep-job.js';
 import type { Requirements } from './feature-job.js';
 import { defaultModelsDir, defaultWorkerName, FeatureWorker, RedisUnavailable, type WorkerStatus } from './worker.js';
 
@@ -172,8 +172,11 @@ export async function workersCommand(values: ClusterValues): Promise<number> {
       await q.close();
       queues.push({ id, model: (JSON.parse(text) as Requirements).model.sha256, counts });
     }
+    const mq = new Queue(MEMBERS_QUEUE, { connection: redis, prefix: PREFIX });
+    const members = await mq.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed');
+    await mq.close();
     if (values.json) {
-      print(JSON.stringify({ workers, queues }, null, 2));
+      print(JSON.stringify({ workers, queues, members }, null, 2));
       return ExitCode.ok;
     }
     if (!workers.length) print('No live workers.');
@@ -186,6 +189,8 @@ export async function workersCommand(values: ClusterValues): Promise<number> {
       const c = q.counts;
       print(`queue ${q.id} (model ${q.model.slice(0, 12)}…): ${c.waiting ?? 0} waiting, ${c.active ?? 0} running, ${c.delayed ?? 0} delayed, ${c.failed ?? 0} failed, ${c.completed ?? 0} completed`);
     }
+    const m = members;
+    if (Object.values(m).some((n) => n > 0)) print(`queue ${MEMBERS_QUEUE}: ${m.waiting ?? 0} waiting, ${m.active ?? 0} running, ${m.delayed ?? 0} delayed, ${m.failed ?? 0} failed, ${m.completed ?? 0} completed`);
     return ExitCode.ok;
   } finally {
     redis.disconnect();
