@@ -241,11 +241,19 @@ describe('run --queue with a sweep', { skip: needsFixtures || needsRedis }, () =
       expectClean(listed, 0, 'tlpipe workers');
       assert.match(listed.stdout, /^queue sweep-members: 0 waiting, 0 running, 0 delayed, 0 failed, 2 completed$/m);
 
+      // No worker at all, and a run that only coordinates: it computes the members itself, it does not wait for nobody.
+      await stopWorker(w);
+      const lonely = await project();
+      await photoSet(10, 6, path.join(lonely, 'data', 'catsdogs'));
+      const l = await cli(['run', 'pipelines/catsdogs.yaml', '--json', '--set', 'features.chunkSize=8', '--set', 'epochs=3', '--set', 'weightDecay=0.002,0.02', '--queue', redis.url, '--remote', remote], { cwd: lonely, timeoutMs: 200_000, env: { TLPIPE_QUEUE_LOCAL_JOBS: '0' } });
+      expectClean(l, 0, 'a sweep with nobody to take its members');
+      assert.match(l.stderr, /no live worker takes sweep members; this run computes them itself/);
+      assert.match(l.stderr, /sweep members: 1 of 1 through the queue/);
+
       // Run again: nothing is added, the members are in the remote and cached here.
       const again = await cli(args, { cwd: dir, timeoutMs: 200_000, env: { TLPIPE_QUEUE_LOCAL_JOBS: '0' } });
       expectClean(again, 0, 'the sweep again');
       assert.doesNotMatch(again.stderr, /sweep members/);
-      await stopWorker(w);
     } finally {
       await killWorkers();
       await redis.stop();

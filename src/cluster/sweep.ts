@@ -13,7 +13,7 @@ import type { RemoteCache } from '../remote/cache.js';
 import { errorMessage, Interrupted } from '../runner/errors.js';
 import type { StepRegistry } from '../runner/registry.js';
 import type { ArtifactStore } from '../runner/store.js';
-import { connect, displayUrl, PREFIX, parseQueueUrl, queueTimeoutMs, reconnectDelay } from './connection.js';
+import { connect, displayUrl, keys, PREFIX, parseQueueUrl, queueTimeoutMs, reconnectDelay } from './connection.js';
 import { externalInputs, type MemberJobData, memberJobId, type MemberOutcome, MEMBERS_QUEUE, memberProcessor } from './sweep-job.js';
 
 export interface MemberSpreadOptions {
@@ -38,6 +38,8 @@ export interface MemberSpreadReport {
 
 const POLL_MS = 300;
 const STATE_CHECK_MS = 2000;
+/** How long workers get to open the members' queue before a run that only coordinates works itself. */
+const DISCOVERY_GRACE_MS = 5000;
 
 export async function spreadMembers(members: MemberJobData[], options: MemberSpreadOptions): Promise<MemberSpreadReport> {
   const remote = options.openRemote();
@@ -105,25 +107,56 @@ export async function spreadMembers(members: MemberJobData[], options: MemberSpr
     if (!pending.size) return report;
     await add([...pending]);
     options.log(`queue ${url}: ${pending.size} sweep members (training and evaluation of ${[...pending].map((id) => jobs.get(id)!.label).join('; ')}) added to queue ${MEMBERS_QUEUE}`);
-    if (options.localConcurrency > 0) {
+    let localStarted = false;
+    const startLocal = (concurrency: number) => {
+      localStarted = true;
       const worker = `${os.hostname()}-${process.pid}-run`;
       const local = new Worker<MemberJobData, MemberOutcome>(
         MEMBERS_QUEUE,
         memberProcessor({ worker, store: options.store, openRemote: options.openRemote, steps: options.steps, stopping: stopping.signal, say: () => undefined }),
-        { connection, prefix: PREFIX, concurrency: options.localConcurrency },
+        { connection, prefix: PREFIX, concurrency },
       );
       local.on('error', (e) => (lastError = errorMessage(e)));
       closers.unshift(() => local.close());
-    }
+    };
+    if (options.localConcurrency > 0) startLocal(options.localConcurrency);
+    const addedAt = Date.now();
+    /** Live workers (by their leases) that take member jobs. */
+    const serving = async () => {
+      let count = 0;
+      let cursor = '0';
+      do {
+        const [next, found] = await redis.scan(cursor, 'MATCH', keys.workerPattern, 'COUNT', 200);
+        cursor = next;
+        for (const key of found) if ((JSON.parse((await redis.get(key)) ?? 'null') as { queues?: string[] } | null)?.queues?.includes(MEMBERS_QUEUE)) count++;
+      } while (cursor !== '0');
+      return count;
+    };
     let lastCheck = 0;
+    let downSince: number | undefined;
     while (pending.size) {
       if (options.signal.aborted) throw new Interrupted();
       await new Promise((r) => setTimeout(r, POLL_MS));
-      if (redis.status !== 'ready') continue;
+      if (redis.status !== 'ready') {
+        downSince ??= Date.now();
+        // Without Redis nobody is told of these jobs: the combinations compute what is missing as they run.
+        if (Date.now() - downSince > queueTimeoutMs()) {
+          options.log(`queue ${url}: Redis has been unreachable for ${Math.round(queueTimeoutMs() / 1000)} s (${lastError}); the ${pending.size} sweep members still missing are computed here`);
+          failed += pending.size;
+          pending.clear();
+        }
+        continue;
+      }
+      downSince = undefined;
       const done = new Set(await queue.getRanges(['completed'], 0, -1).catch(() => [] as string[]));
       for (const id of [...pending]) if (done.has(id) && (await delivered(id))) pending.delete(id);
       if (Date.now() - lastCheck < STATE_CHECK_MS) continue;
       lastCheck = Date.now();
+      // A run that only coordinates never waits for nobody: with no live worker on the queue, it works itself.
+      if (!localStarted && Date.now() - addedAt > DISCOVERY_GRACE_MS && (await serving()) === 0) {
+        options.log(`no live worker takes sweep members; this run computes them itself`);
+        startLocal(1);
+      }
       const lost: string[] = [];
       for (const id of [...pending]) {
         const state = await queue.getJobState(id);
