@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import ort from 'onnxruntime-node';
 import sharp from 'sharp';
-import { DEFAULT_BATCH_SIZE, extractFeatures, planThreads } from '../src/features/index.js';
+import { type ChosenSettings, DEFAULT_BATCH_SIZE, extractFeatures, INFERENCE_BOUND_BATCH_SIZE, planThreads } from '../src/features/index.js';
 import { sessionOptions } from '../src/onnx/runtime.js';
 import { LoaderPool } from '../src/features/loader-pool.js';
 import type { LoaderModule } from '../src/features/loader-protocol.js';
@@ -30,8 +30,15 @@ export interface Tuning {
 
 export type Measurement =
   | { mode: 'decode'; dataset: DatasetRef; tuning: Tuning }
-  | { mode: 'infer'; images: number; tuning: Tuning }
-  | { mode: 'extract'; dataset: DatasetRef; tuning: Tuning };
+  | { mode: 'infer'; images: number; tuning: Tuning; model?: string }
+  | { mode: 'extract'; dataset: DatasetRef; tuning: Tuning; model?: string };
+
+/** The settings a measurement ran with: (b)'s fastest, or what (c) chose. */
+export interface RanWith {
+  spinning?: boolean;
+  batchSize: number;
+  inferenceCpuMsPerImage?: number;
+}
 
 export interface MeasurementResult {
   images: number;
@@ -47,6 +54,7 @@ export interface MeasurementResult {
   rssTrace?: number[];
   /** Share of the machine's CPU time that other processes used meanwhile (from /proc/stat; 0 where unavailable). */
   outsideLoad: number;
+  ranWith?: RanWith;
 }
 
 function currentRssMiB(): number {
@@ -143,31 +151,29 @@ async function decode(files: string[], tuning: Tuning): Promise<{ imagesPerSecon
  * batch size and at 32; the fastest counts, so the bound is the best this
  * machine does rather than the stage's own settings.
  */
-async function infer(images: number, tuning: Tuning): Promise<{ imagesPerSecond: number; cpuMsPerImage: number }> {
+async function infer(model: string, images: number, tuning: Tuning): Promise<{ imagesPerSecond: number; cpuMsPerImage: number; ranWith: RanWith }> {
   const plan = planThreads({ intraOpThreads: tuning.intraOpThreads });
-  const batchSizes = [...new Set([tuning.batchSize ?? DEFAULT_BATCH_SIZE, 32])];
-  let best = { imagesPerSecond: 0, cpuMsPerImage: 0 };
+  const batchSizes = tuning.batchSize ? [tuning.batchSize] : [...new Set([DEFAULT_BATCH_SIZE, INFERENCE_BOUND_BATCH_SIZE, 32])];
+  let best = { imagesPerSecond: 0, cpuMsPerImage: 0, ranWith: { batchSize: 0 } as RanWith };
   for (const spinning of tuning.spinning === undefined ? [true, false] : [tuning.spinning]) {
-    const session = await ort.InferenceSession.create(
-      modelPath,
-      sessionOptions({ device: 'cpu', intraOpThreads: plan.intraOpThreads, spinning }),
-    );
+    const session = await ort.InferenceSession.create(model, sessionOptions({ device: 'cpu', intraOpThreads: plan.intraOpThreads, spinning }));
+    const inputName = session.inputNames[0]!;
     for (const batchSize of batchSizes) {
       const data = new Float32Array(batchSize * IMAGE_ELEMENTS);
       for (let i = 0; i < data.length; i++) data[i] = Math.sin(i) * 2; // roughly the range of normalised pixels
-      const input = new ort.Tensor('float32', data, [batchSize, ...IMAGE_SHAPE]);
-      await session.run({ input }); // the first run allocates
+      const feeds = { [inputName]: new ort.Tensor('float32', data, [batchSize, ...IMAGE_SHAPE]) };
+      await session.run(feeds); // the first run allocates
       const cpuBefore = process.cpuUsage();
       const started = performance.now();
       let done = 0;
       while (done < images) {
-        await session.run({ input });
+        await session.run(feeds);
         done += batchSize;
       }
       const imagesPerSecond = done / ((performance.now() - started) / 1000);
       const cpu = process.cpuUsage(cpuBefore);
       if (imagesPerSecond > best.imagesPerSecond) {
-        best = { imagesPerSecond, cpuMsPerImage: (cpu.user + cpu.system) / 1e3 / done };
+        best = { imagesPerSecond, cpuMsPerImage: (cpu.user + cpu.system) / 1e3 / done, ranWith: { spinning, batchSize } };
       }
     }
     await session.release();
@@ -176,13 +182,14 @@ async function infer(images: number, tuning: Tuning): Promise<{ imagesPerSecond:
 }
 
 /** (c) the feature stage as tlpipe runs it: extractFeatures with the project's image loader. */
-async function extract(files: string[], tuning: Tuning, rssTrace: number[]): Promise<number> {
+async function extract(model: string, files: string[], tuning: Tuning, rssTrace: number[], chosen: { settings?: ChosenSettings }): Promise<number> {
   let images = 0;
   let checksum = 0;
   let nextTrace = 1;
   for await (const batch of extractFeatures({
-    modelPath,
+    modelPath: model,
     items: files,
+    onSettings: (settings) => (chosen.settings = settings),
     ...(tuning.mainThreadLoader ?? true ? { load: createLoader(loaderOptions(tuning)) } : { loaderModule: loaderModule(tuning) }),
     loaderThreads: tuning.loaderThreads,
     inputShape: [...IMAGE_SHAPE],
@@ -219,16 +226,18 @@ async function main(): Promise<void> {
   const started = performance.now();
   let images: number;
   // (a) and (b) time their best variant themselves; (c) is timed here, whole.
-  let alone: { imagesPerSecond: number; cpuMsPerImage: number } | undefined;
+  let alone: { imagesPerSecond: number; cpuMsPerImage: number; ranWith?: RanWith } | undefined;
   const rssTrace: number[] = [];
+  const chosen: { settings?: ChosenSettings } = {};
+  const model = m.mode === 'decode' ? modelPath : (m.model ?? modelPath);
   if (m.mode === 'decode') {
     images = files.length;
     alone = await decode(files, m.tuning);
   } else if (m.mode === 'extract') {
-    images = await extract(files, m.tuning, rssTrace);
+    images = await extract(model, files, m.tuning, rssTrace, chosen);
   } else {
     images = m.images;
-    alone = await infer(m.images, m.tuning);
+    alone = await infer(model, m.images, m.tuning);
   }
   const seconds = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
@@ -247,6 +256,7 @@ async function main(): Promise<void> {
     ...(m.mode === 'extract' ? { rssTrace } : {}),
     outsideLoad: machineBusy === undefined ? 0 : Math.max(0, machineBusy - cpuBusy),
     cpuMsPerImage: alone?.cpuMsPerImage ?? (cpu.user + cpu.system) / 1e3 / images,
+    ...(alone?.ranWith ? { ranWith: alone.ranWith } : chosen.settings ? { ranWith: { ...chosen.settings, spinning: chosen.settings.spinning ?? m.tuning.spinning ?? false } } : {}),
   };
   process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
 }

@@ -9,8 +9,9 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_BATCH_SIZE, planThreads } from '../src/features/index.js';
+import { DEFAULT_BATCH_SIZE, INFERENCE_BOUND_BATCH_SIZE, planThreads } from '../src/features/index.js';
 import { catsdogsFiles, haveFixtures, modelPath, scaledFiles, scaleUpDir, warmPageCache, type DatasetRef } from './datasets.js';
 import type { Measurement, MeasurementResult, Tuning } from './features-child.js';
 
@@ -23,10 +24,14 @@ interface Args {
   rssAt: number[];
   tuning: Tuning;
   tune: boolean;
+  /** The ONNX model for (b) and (c); default the fixtures' MobileNetV2-int8. */
+  model?: string;
+  /** At most this many catsdogs photos (for a slow model). */
+  images?: number;
 }
 
 const USAGE = `usage: node dist/bench/features.js [--quick] [--reps N] [--scales catsdogs,10000,50000]
-       [--sample N] [--batch-size N] [--intra-op-threads N] [--load-concurrency N]
+       [--model PATH] [--images N] [--sample N] [--batch-size N] [--intra-op-threads N] [--load-concurrency N]
        [--workers N] [--batches-in-flight N] [--spinning] [--loader-workers] [--loader-threads N] [--tune]
 environment: TLPIPE_FIXTURES (fixtures folder), TLPIPE_BENCH_CACHE (scale-up image cache)`;
 
@@ -87,6 +92,13 @@ function parseArgs(argv: string[]): Args {
       case '--loader-threads':
         args.tuning.loaderThreads = int(flag, value());
         break;
+      case '--model':
+        args.model = value();
+        if (!args.model) throw new Error(`--model needs a path\n${USAGE}`);
+        break;
+      case '--images':
+        args.images = int(flag, value());
+        break;
       case '--tune':
         args.tune = true;
         break;
@@ -129,6 +141,11 @@ const median = (xs: number[]) => {
 /** Decoding and inference share the same cores: their rates add like resistors in parallel. */
 const bound = (a: number, b: number) => 1 / (1 / a + 1 / b);
 const rate = (x: number) => x.toFixed(1).padStart(6);
+const ranWith = (r: MeasurementResult['ranWith']) =>
+  r
+    ? `spinning ${r.spinning ? 'on' : 'off'}, batch ${r.batchSize}` +
+      (r.inferenceCpuMsPerImage !== undefined ? ` (its timed run: ${r.inferenceCpuMsPerImage.toFixed(1)} ms of CPU per image)` : '')
+    : 'unknown settings';
 const label = (scale: 'catsdogs' | number, count: number) =>
   scale === 'catsdogs' ? `catsdogs (${count} photos)` : `scale-up ${count.toLocaleString('en')}`;
 
@@ -149,7 +166,8 @@ interface ScaleSummary {
 }
 
 async function runScale(scale: 'catsdogs' | number, args: Args, log: (s: string) => void): Promise<ScaleSummary> {
-  const files = scale === 'catsdogs' ? await catsdogsFiles() : await scaledFiles(scale, log);
+  const all = scale === 'catsdogs' ? await catsdogsFiles() : await scaledFiles(scale, log);
+  const files = scale === 'catsdogs' && args.images ? all.slice(0, args.images) : all;
   const dataset: DatasetRef = scale === 'catsdogs' ? { name: 'catsdogs', count: files.length } : { name: 'scaled', count: scale };
   const sample: DatasetRef = { ...dataset, count: Math.min(args.sample, files.length) };
   await warmPageCache(files);
@@ -158,8 +176,8 @@ async function runScale(scale: 'catsdogs' | number, args: Args, log: (s: string)
   const reps: ScaleSummary[] = [];
   for (let r = 1; r <= args.reps; r++) {
     const a = await measure({ mode: 'decode', dataset: sample, tuning: { ...args.tuning, mainThreadLoader: undefined } });
-    const b = await measure({ mode: 'infer', images: sample.count, tuning: { ...args.tuning, spinning: undefined } });
-    const c = await measure({ mode: 'extract', dataset, tuning: args.tuning });
+    const b = await measure({ mode: 'infer', images: sample.count, tuning: { ...args.tuning, spinning: undefined }, ...(args.model ? { model: args.model } : {}) });
+    const c = await measure({ mode: 'extract', dataset, tuning: args.tuning, ...(args.model ? { model: args.model } : {}) });
     const s = {
       a: a.imagesPerSecond,
       b: b.imagesPerSecond,
@@ -180,6 +198,7 @@ async function runScale(scale: 'catsdogs' | number, args: Args, log: (s: string)
         `${(s.outside * 100).toFixed(0).padStart(3)} %      ` +
         `${s.costAlone.toFixed(2)} → ${s.costStage.toFixed(2)}                 ${s.peakRssMiB.toFixed(0)} MiB`,
     );
+    log(`        (b) fastest with ${ranWith(b.ranWith)}; (c) the stage chose ${ranWith(c.ranWith)}`);
   }
   const m = (k: Exclude<keyof ScaleSummary, 'rssTrace'>) => median(reps.map((s) => s[k]));
   const summary: ScaleSummary = {
@@ -259,15 +278,15 @@ async function main(): Promise<void> {
   if (!haveFixtures) throw new Error(`the benchmark needs the shared fixtures (model ${modelPath}); set TLPIPE_FIXTURES`);
 
   const plan = planThreads(args.tuning);
-  log('tlpipe feature-stage benchmark (MobileNetV2-int8, 224×224, project image loader)');
+  log(`tlpipe feature-stage benchmark (${args.model ? path.basename(args.model) : 'MobileNetV2-int8'}, 224×224, project image loader)`);
   log(
     `machine: ${os.availableParallelism()} cores (${os.cpus()[0]?.model ?? 'unknown CPU'}), Node ${process.version}; ` +
       `repetitions: ${args.reps}; scale-up cache: ${scaleUpDir}`,
   );
   log(
-    `settings: batch ${args.tuning.batchSize ?? DEFAULT_BATCH_SIZE}, workers ${plan.workers}, intra-op threads ${plan.intraOpThreads}, ` +
+    `settings: batch ${args.tuning.batchSize ?? `chosen by the stage (${DEFAULT_BATCH_SIZE} or ${INFERENCE_BOUND_BATCH_SIZE})`}, workers ${plan.workers}, intra-op threads ${plan.intraOpThreads}, ` +
       `load concurrency ${plan.loadConcurrency}, libvips threads ${plan.libvipsThreads}, ` +
-      `UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE ?? plan.uvThreadpoolSize}, spinning ${args.tuning.spinning ?? false}, ` +
+      `UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE ?? plan.uvThreadpoolSize}, spinning ${args.tuning.spinning ?? 'chosen by the stage'}, ` +
       `loading ${args.tuning.mainThreadLoader === false ? `in ${plan.loaderThreads} loader workers` : 'on the main thread'}`,
   );
 
@@ -280,6 +299,8 @@ async function main(): Promise<void> {
   const summaries = new Map<'catsdogs' | number, ScaleSummary>();
   for (const scale of args.scales) summaries.set(scale, await runScale(scale, args, log));
 
+  // Another model: the stage against its bound only (RSS and the pipeline job are MobileNetV2's figures).
+  if (args.model) args.rssAt = [];
   log('\npeak RSS of the feature stage (fresh process, median):');
   for (const count of args.rssAt) {
     const fromScale = summaries.get(count);
@@ -300,7 +321,7 @@ async function main(): Promise<void> {
     );
   }
 
-  await pipelineJobSection(args, log);
+  if (!args.model) await pipelineJobSection(args, log);
 
   const headline = summaries.get('catsdogs') ?? [...summaries.values()][0];
   if (!headline) throw new Error('no scale was measured');

@@ -8,7 +8,12 @@ import ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { buildModel } from '../src/onnx/builder.js';
 import {
+  type ChosenSettings,
+  DECODE_CPU_MS_PER_IMAGE,
+  DEFAULT_BATCH_SIZE,
   extractFeatures,
+  INFERENCE_BOUND_BATCH_SIZE,
+  inferenceDominates,
   planThreads,
   readModelInfo,
   type ExtractOptions,
@@ -277,9 +282,12 @@ describe('extractFeatures', () => {
       [[0, 1], [2, 3], [4]],
     );
     assert.deepEqual(batches.flatMap(rows), range(5).map(expectedFeatures));
-    // With an explicit input shape decoding starts before the model is read, at the default batch size.
+    // An explicit input shape without a batch size: the batch size still waits for the model, which fixes it.
+    const shaped = await collect(extractFeatures({ ...fixed, items: range(5), load: scrambledLoad, inputShape: [C, H, W] }));
+    assert.deepEqual(shaped.flatMap(rows), range(5).map(expectedFeatures));
+    // With both, decoding starts before the model is read, at the batch size given.
     await assert.rejects(
-      collect(extractFeatures({ ...fixed, items: range(5), load: scrambledLoad, inputShape: [C, H, W] })),
+      collect(extractFeatures({ ...fixed, items: range(5), load: scrambledLoad, inputShape: [C, H, W], batchSize: 4 })),
       /fixed batch size of 2: pass batchSize: 2/,
     );
   });
@@ -477,4 +485,87 @@ test('real MobileNetV2-int8 on real photos matches a direct InferenceSession.run
   const top1 = (row: Float32Array) => row.indexOf(Math.max(...row));
   assert.equal(top1(extracted[0]!), 285); // Egyptian cat
   assert.equal(top1(extracted[1]!), 967); // espresso
+});
+
+// Spinning and batch size chosen from the model's measured cost (src/features/threads.ts).
+describe('extractFeatures: settings from measured costs', () => {
+  let dir: string;
+  before(async () => {
+    dir = await tempDir();
+  });
+  after(async () => removeDir(dir));
+
+  /** Convolutions of `channels` channels over a 3×size×size image: its cost per image grows as channels² × size². */
+  function convModel(channels: number, size: number, layers: number): Uint8Array {
+    const initializers = [];
+    const nodes = [];
+    let current = 'images';
+    let inChannels = 3;
+    for (let l = 0; l < layers; l++) {
+      const w = new Float32Array(channels * inChannels * 9).map((_, i) => Math.sin(i) * 0.05);
+      initializers.push({ name: `w${l}`, type: 'float32' as const, dims: [channels, inChannels, 3, 3], data: w });
+      nodes.push({ op: 'Conv', inputs: [current, `w${l}`], outputs: [`c${l}`], attrs: { pads: { kind: 'ints' as const, value: [1, 1, 1, 1] } } });
+      nodes.push({ op: 'Relu', inputs: [`c${l}`], outputs: [`r${l}`] });
+      current = `r${l}`;
+      inChannels = channels;
+    }
+    nodes.push({ op: 'GlobalAveragePool', inputs: [current], outputs: ['pooled'] });
+    nodes.push({ op: 'Flatten', inputs: ['pooled'], outputs: ['features'], attrs: { axis: { kind: 'int' as const, value: 1 } } });
+    return buildModel({
+      opset: 13,
+      irVersion: 7,
+      nodes,
+      initializers,
+      inputs: [{ name: 'images', type: 'float32', dims: ['batch', 3, size, size] }],
+      outputs: [{ name: 'features', type: 'float32', dims: ['batch', channels] }],
+    });
+  }
+
+  async function chosenFor(model: Uint8Array, name: string) {
+    const file = path.join(dir, name);
+    await writeFile(file, model);
+    let chosen: ChosenSettings | undefined;
+    const elements = 3 * 96 * 96;
+    const batches = await collect(
+      extractFeatures({
+        modelPath: file,
+        items: range(3),
+        load: async (i, target, offset) => void target.fill(i / 10, offset, offset + elements),
+        onSettings: (s) => (chosen = s),
+      }),
+    );
+    assert.equal(batches.flatMap((b) => b.items).length, 3);
+    return chosen!;
+  }
+
+  test('the rule: inference dominates at 5 times the decoding cost', () => {
+    assert.equal(inferenceDominates(80, 4.4), true);
+    assert.equal(inferenceDominates(22, 4.4), true);
+    assert.equal(inferenceDominates(21.9, 4.4), false);
+    assert.equal(inferenceDominates(3.6), false);
+    assert.equal(inferenceDominates(undefined), false);
+    assert.equal(DECODE_CPU_MS_PER_IMAGE > 0, true);
+  });
+
+  test('a cheap model keeps spinning off and the small batch; a costly one gets spinning and the larger batch', async () => {
+    const cheap = await chosenFor(convModel(4, 96, 1), 'cheap.onnx');
+    assert.equal(cheap.spinning, false);
+    assert.equal(cheap.batchSize, DEFAULT_BATCH_SIZE);
+    assert.ok(cheap.inferenceCpuMsPerImage !== undefined && cheap.inferenceCpuMsPerImage < 5 * DECODE_CPU_MS_PER_IMAGE);
+    // About 3.4 G multiply-adds per image: well over 22 ms of CPU on any core today.
+    const costly = await chosenFor(convModel(128, 96, 4), 'costly.onnx');
+    assert.equal(costly.spinning, true, `timed at ${costly.inferenceCpuMsPerImage} ms per image`);
+    assert.equal(costly.batchSize, INFERENCE_BOUND_BATCH_SIZE);
+    assert.ok(costly.inferenceCpuMsPerImage! >= 5 * DECODE_CPU_MS_PER_IMAGE);
+  });
+
+  test('a setting the caller gives is kept: no timed run', async () => {
+    const file = path.join(dir, 'given.onnx');
+    await writeFile(file, convModel(4, 96, 1));
+    let chosen: ChosenSettings | undefined;
+    await collect(
+      extractFeatures({ modelPath: file, items: range(2), load: async () => {}, spinning: true, batchSize: 3, onSettings: (s) => (chosen = s) }),
+    );
+    assert.deepEqual(chosen, { batchSize: 3 });
+  });
 });

@@ -191,6 +191,27 @@ test('a cached artifact that was tampered with is detected, reported and recompu
   assert.equal(await readFile(path.join(p.dir, 'out/result.txt'), 'utf8'), 'third=3\nsecond=2\nfirst=1\n');
 });
 
+test('what a run writes is hashed once: its objects and published outputs are remembered by their stat', async () => {
+  const p = await project();
+  await p.run();
+  const { createHash } = await import('node:crypto');
+  const { readdir, stat } = await import('node:fs/promises');
+  const memo = JSON.parse(await readFile(path.join(p.dir, '.tlpipe', 'state', 'path-hashes.json'), 'utf8')) as Record<string, { stat: string; sha256: string }>;
+  const objects = path.join(p.dir, '.tlpipe', 'objects');
+  const written = [path.join(p.dir, 'out', 'result.txt')];
+  for (const prefix of await readdir(objects)) for (const f of await readdir(path.join(objects, prefix))) written.push(path.join(objects, prefix, f));
+  assert.ok(written.length >= 4, `objects and the output: ${written.length}`);
+  for (const file of written) {
+    const st = await stat(file);
+    const known = memo[file];
+    assert.ok(known, `${file} is not remembered, so the next run would read it again`);
+    // The stat that proves it unchanged, and the hash of what is there now.
+    assert.equal(known.stat, `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`);
+    assert.equal(known.sha256, createHash('sha256').update(await readFile(file)).digest('hex'));
+  }
+  assert.deepEqual((await p.run()).ran, []);
+});
+
 test('a deleted output is restored from the cache without rerunning', async () => {
   const p = await project();
   await p.run();

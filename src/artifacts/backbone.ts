@@ -1,6 +1,6 @@
 // `backbone` (backbone.load): the pretrained classifier as an ONNX file, with
 // its image input and outputs described.
-import { copyFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Artifact, Json } from '../runner/step.js';
 import { defineKind } from './kind.js';
@@ -19,8 +19,8 @@ export interface BackboneValue {
   preprocessing: { mean: number[]; std: number[]; resizeShorterSide: number; cropSize: number } | null;
 }
 
-export async function writeBackboneModel(outDir: string, from: string): Promise<void> {
-  await copyFile(from, path.join(outDir, MODEL_FILE));
+export async function writeBackboneModel(outDir: string, bytes: Uint8Array): Promise<void> {
+  await writeFile(path.join(outDir, MODEL_FILE), bytes);
 }
 
 export const backboneModelPath = (artifact: Artifact): string => artifact.file(MODEL_FILE);

@@ -9,6 +9,12 @@
  * evict less of the decoders' cache) and peak RSS drops (~200 MiB at 8, ~330 at 32).
  */
 export const DEFAULT_BATCH_SIZE = 8;
+/**
+ * Images per inference call on the CPU when inference dominates (threads.ts):
+ * decoding hardly competes, so the batch that inference alone runs cheapest.
+ * Measured with ResNet-50 fp32 on 2 cores: see docs/performance.md.
+ */
+export const INFERENCE_BOUND_BATCH_SIZE = 16;
 /** On a GPU, larger batches keep the device busy (not measured here: no GPU). */
 export const DEFAULT_CUDA_BATCH_SIZE = 64;
 

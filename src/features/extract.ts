@@ -7,12 +7,12 @@
 // be consumed), so memory does not grow with the number of images.
 import os from 'node:os';
 import { abortReason, BufferPool, OrderedQueue, raceAbort, Semaphore } from './async-primitives.js';
-import { DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE } from './batch-size.js';
+import { DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE, INFERENCE_BOUND_BATCH_SIZE } from './batch-size.js';
 import { InferencePool } from './inference-pool.js';
 import { LoaderPool, type LoaderModule } from './loader-pool.js';
 import { fixedImageShape, modelLabel } from './model-info.js';
 import type { Device } from '../onnx/runtime.js';
-import { currentUvThreadpoolSize, planThreads } from './threads.js';
+import { currentUvThreadpoolSize, DECODE_CPU_MS_PER_IMAGE, planThreads } from './threads.js';
 import type { ModelInfo, TensorInfo } from './worker-protocol.js';
 
 /**
@@ -56,7 +56,10 @@ export interface ExtractOptions<T> {
    * Giving it lets decoding start while the model is still loading.
    */
   inputShape?: readonly number[] | number;
-  /** Images per inference call. Default 8 on the CPU, 64 with CUDA, or the model's fixed batch size. */
+  /**
+   * Images per inference call. Default: the model's fixed batch size; 64 with
+   * CUDA; on the CPU 8, or 16 when inference dominates (see `spinning`).
+   */
   batchSize?: number;
   /** Batches that may exist at once: filling, queued, running, or not yet consumed. Default workers + 2. */
   batchesInFlight?: number;
@@ -66,7 +69,12 @@ export interface ExtractOptions<T> {
   loadConcurrency?: number;
   /** Inference workers (one session each). Default 1. */
   workers?: number;
-  /** Let onnxruntime's idle threads spin-wait. Default false: decoders need those cycles. */
+  /**
+   * Let onnxruntime's idle threads spin-wait. Default on the CPU: chosen from a
+   * timed run when the session starts (threads.ts): on when one image's
+   * inference costs so much more than its decoding that inference alone sets
+   * the pace, off when decoders need those cycles.
+   */
   spinning?: boolean;
   device?: Device;
   /**
@@ -77,8 +85,19 @@ export interface ExtractOptions<T> {
   signal?: AbortSignal;
   /** Called after each batch: images finished so far (extracted or skipped), and the total when known. */
   onProgress?: (done: number, total: number | undefined) => void;
+  /** Called once the batch size is known, with the settings chosen for this run. */
+  onSettings?: (settings: ChosenSettings) => void;
   /** Called when an image fails to load; the image is skipped. Default: a process warning. */
   onError?: (item: T, error: unknown) => void;
+}
+
+/** What the extractor chose where the caller left it free. */
+export interface ChosenSettings {
+  batchSize: number;
+  /** onnxruntime's spinning, when the session chose it (undefined: the caller's setting). */
+  spinning?: boolean;
+  /** The timed run's CPU cost per image, when the session chose spinning and could time it. */
+  inferenceCpuMsPerImage?: number;
 }
 
 export interface FeatureBatch<T> {
@@ -137,6 +156,7 @@ export async function* extractFeatures<T>(opts: ExtractOptions<T>): AsyncGenerat
     modelLabel: label,
     settings: { device: opts.device ?? 'cpu', intraOpThreads: plan.intraOpThreads, spinning: opts.spinning ?? false },
     workers: plan.workers,
+    ...(opts.spinning === undefined ? { chooseSpinning: { decodeCpuMsPerImage: DECODE_CPU_MS_PER_IMAGE } } : {}),
   });
   const batches = new OrderedQueue<SettledBatch<T>>();
   const tickets = new Semaphore(batchesInFlight);
@@ -282,14 +302,26 @@ async function produceBatches<T>(
       }));
   let iterator: AsyncIterator<T> | Iterator<T> | undefined;
   try {
-    // Without an explicit shape the buffers' size comes from the model, so wait for it.
+    // Without an explicit shape the buffers' size comes from the model, and
+    // without an explicit batch size from what its session measured: wait for it.
     let layout: Layout | undefined;
-    const layoutReady = pool.ready.then((info) => (layout = resolveLayout(opts, info, label)));
+    let cost: ModelInfo['cost'];
+    const layoutReady = pool.ready.then((info) => {
+      cost = info.cost;
+      return (layout = resolveLayout(opts, info, label));
+    });
     layoutReady.catch(() => {});
-    if (opts.inputShape === undefined) await raceAbort(layoutReady, signal);
+    if (opts.inputShape === undefined || opts.batchSize === undefined) await raceAbort(layoutReady, signal);
 
     const batchSize =
-      opts.batchSize ?? layout?.fixedBatch ?? (opts.device === 'cuda' ? DEFAULT_CUDA_BATCH_SIZE : DEFAULT_BATCH_SIZE);
+      opts.batchSize ??
+      layout?.fixedBatch ??
+      (opts.device === 'cuda' ? DEFAULT_CUDA_BATCH_SIZE : cost?.inferenceDominates ? INFERENCE_BOUND_BATCH_SIZE : DEFAULT_BATCH_SIZE);
+    opts.onSettings?.({
+      batchSize,
+      ...(cost ? { spinning: cost.spinning } : {}),
+      ...(cost?.cpuMsPerImage !== undefined ? { inferenceCpuMsPerImage: cost.cpuMsPerImage } : {}),
+    });
     const elements = elementCount(opts.inputShape ?? layout!.imageShape);
     const buffers = new BufferPool(batchSize * elements);
     const loadSlots = new Semaphore(loadConcurrency);

@@ -26,7 +26,7 @@ class InferenceWorker {
   #inFlight = 0;
   #drained: (() => void) | undefined;
 
-  constructor(model: string | Uint8Array, modelLabel: string, settings: SessionSettings) {
+  constructor(model: string | Uint8Array, modelLabel: string, settings: SessionSettings, chooseSpinning?: InitRequest['chooseSpinning']) {
     this.#worker = new Worker(new URL('./inference-worker.js', import.meta.url));
     let readyResolve!: (info: ModelInfo) => void;
     let readyReject!: (err: unknown) => void;
@@ -71,7 +71,7 @@ class InferenceWorker {
       this.#fail(failure);
       readyReject(failure);
     });
-    const init: InitRequest = { kind: 'init', model, modelLabel, settings };
+    const init: InitRequest = { kind: 'init', model, modelLabel, settings, ...(chooseSpinning ? { chooseSpinning } : {}) };
     this.#worker.postMessage(init);
   }
 
@@ -124,6 +124,8 @@ export interface PoolOptions {
   modelLabel: string;
   settings: SessionSettings;
   workers: number;
+  /** Each worker chooses spinning from a timed run, instead of settings.spinning (see threads.ts). */
+  chooseSpinning?: InitRequest['chooseSpinning'];
 }
 
 export class InferencePool {
@@ -136,7 +138,7 @@ export class InferencePool {
   constructor(opts: PoolOptions) {
     this.#workers = Array.from(
       { length: Math.max(1, opts.workers) },
-      () => new InferenceWorker(opts.model, opts.modelLabel, opts.settings),
+      () => new InferenceWorker(opts.model, opts.modelLabel, opts.settings, opts.chooseSpinning),
     );
     this.ready = Promise.all(this.#workers.map((w) => w.ready)).then((infos) => infos[0]!);
     this.ready.catch(() => {});

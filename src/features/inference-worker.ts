@@ -1,10 +1,12 @@
 // Worker thread that owns one onnxruntime session. session.run is synchronous
 // native work for a whole batch; running it here keeps the main thread free to
 // schedule image decoding for the next batch.
+import os from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import { createSession, CudaUnavailableError } from '../onnx/runtime.js';
-import type { InitRequest, ModelInfo, RunRequest, TensorInfo, WorkerReply, WorkerRequest } from './worker-protocol.js';
+import { inferenceDominates } from './threads.js';
+import type { InferenceCost, InitRequest, ModelInfo, RunRequest, TensorInfo, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 if (!parentPort) throw new Error('inference-worker.js must be started as a worker thread');
 const port = parentPort;
@@ -18,9 +20,63 @@ function describe(values: readonly ort.InferenceSession.ValueMetadata[]): Tensor
   );
 }
 
-async function init(req: InitRequest): Promise<void> {
+/**
+ * CPU milliseconds per image of one run on a made-up image, after one untimed
+ * run (the first allocates). The smaller of the process's CPU time and wall
+ * time × threads: other processes inflate the one, other threads of this
+ * process (decoders started early) the other. Undefined when the input's
+ * image dimensions are not fixed, or the run fails (the real batch reports it).
+ */
+async function probeCpuMsPerImage(s: ort.InferenceSession, threads: number): Promise<number | undefined> {
+  const inputs = s.inputMetadata;
+  const input = inputs.length === 1 ? inputs[0] : undefined;
+  if (!input?.isTensor || input.type !== 'float32') return undefined;
+  const [batchDim, ...rest] = input.shape;
+  if (!rest.length || !rest.every((d) => typeof d === 'number' && d > 0)) return undefined;
+  const rows = typeof batchDim === 'number' && batchDim > 0 ? batchDim : 1;
+  const dims = [rows, ...(rest as number[])];
+  const data = new Float32Array(dims.reduce((a, b) => a * b, 1));
+  for (let i = 0; i < data.length; i++) data[i] = Math.sin(i); // about the range of normalised pixels
+  const feeds = { [input.name]: new ort.Tensor('float32', data, dims) };
   try {
-    session = await createSession(req.model, req.settings, `the model ${req.modelLabel}`);
+    await s.run(feeds);
+    const cpu = process.cpuUsage();
+    const started = performance.now();
+    await s.run(feeds);
+    const wallMs = performance.now() - started;
+    const used = process.cpuUsage(cpu);
+    return Math.min((used.user + used.system) / 1e3, wallMs * threads) / rows;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A session with spinning chosen from its own cost: created without spinning
+ * (then the timed run's CPU time is the work alone, not idle threads
+ * spinning, which other processes' load inflates), timed, and created again
+ * with spinning when inference dominates. Only models whose inference is
+ * costly are created twice, and their session start is small beside it.
+ */
+async function chooseSpinning(req: InitRequest, decodeCpuMsPerImage: number): Promise<InferenceCost> {
+  const what = `the model ${req.modelLabel}`;
+  session = await createSession(req.model, { ...req.settings, spinning: false }, what);
+  const cpuMsPerImage = await probeCpuMsPerImage(session, req.settings.intraOpThreads ?? os.availableParallelism());
+  const dominates = inferenceDominates(cpuMsPerImage, decodeCpuMsPerImage);
+  if (dominates) {
+    const first = session;
+    session = undefined;
+    await first.release();
+    session = await createSession(req.model, { ...req.settings, spinning: true }, what);
+  }
+  return { cpuMsPerImage, inferenceDominates: dominates, spinning: dominates };
+}
+
+async function init(req: InitRequest): Promise<void> {
+  let cost: InferenceCost | undefined;
+  try {
+    if (req.chooseSpinning && req.settings.device === 'cpu') cost = await chooseSpinning(req, req.chooseSpinning.decodeCpuMsPerImage);
+    else session = await createSession(req.model, req.settings, `the model ${req.modelLabel}`);
   } catch (err) {
     // Errors do not cross threads: send onnxruntime's own message, and whether it is the CUDA provider's.
     const cuda = err instanceof CudaUnavailableError;
@@ -28,7 +84,8 @@ async function init(req: InitRequest): Promise<void> {
     reply({ kind: 'init-failed', message: cause instanceof Error ? cause.message : String(cause), cuda });
     return;
   }
-  const info: ModelInfo = { inputs: describe(session.inputMetadata), outputs: describe(session.outputMetadata) };
+  if (!session) throw new Error('no session after init');
+  const info: ModelInfo = { inputs: describe(session.inputMetadata), outputs: describe(session.outputMetadata), ...(cost ? { cost } : {}) };
   reply({ kind: 'ready', info });
 }
 

@@ -45,3 +45,24 @@ export function currentUvThreadpoolSize(): number {
   const n = Number(process.env.UV_THREADPOOL_SIZE);
   return Number.isInteger(n) && n > 0 ? Math.min(n, 1024) : 4;
 }
+
+/*
+ * Spinning, chosen from measured costs. onnxruntime's idle intra-op threads
+ * either spin-wait for the next operator (cheaper per operator) or sleep.
+ * While decoders need the same cores, spinning steals their cycles: with
+ * MobileNetV2-int8 (about 4 ms of inference CPU per image against 4.4 ms of
+ * decoding) it cost 11-12 CPU ms per image against 8.4-9.2 without. When one
+ * image's inference costs many times its decoding (ResNet-50 fp32: about 80 ms
+ * against 4.4), decoding hardly competes and inference alone sets the pace,
+ * so the settings inference alone prefers win: see docs/performance.md.
+ */
+
+/** CPU time to decode and transform one photo at 224×224 (catsdogs-2k, sharp + the PIL-exact resampler), measured on 2 cores. */
+export const DECODE_CPU_MS_PER_IMAGE = 4.4;
+
+/** Inference dominates when one image's inference costs at least this many times its decoding (decoding is then under 1/6 of the work). */
+export const INFERENCE_DOMINATES_AT = 5;
+
+export function inferenceDominates(inferenceCpuMsPerImage: number | undefined, decodeCpuMsPerImage = DECODE_CPU_MS_PER_IMAGE): boolean {
+  return inferenceCpuMsPerImage !== undefined && inferenceCpuMsPerImage >= INFERENCE_DOMINATES_AT * decodeCpuMsPerImage;
+}

@@ -14,6 +14,18 @@ export interface TensorInfo {
 export interface ModelInfo {
   inputs: TensorInfo[];
   outputs: TensorInfo[];
+  /** What the worker measured and chose, when the init asked it to choose spinning. */
+  cost?: InferenceCost;
+}
+
+/** One timed run on a blank image, and the settings chosen from it (threads.ts). */
+export interface InferenceCost {
+  /** CPU time of the whole process per image over the timed run; undefined when the input shape was not fixed. */
+  cpuMsPerImage: number | undefined;
+  /** Whether inference costs so much more than decoding that it alone sets the pace. */
+  inferenceDominates: boolean;
+  /** The spinning the session runs with. */
+  spinning: boolean;
 }
 
 export interface InitRequest {
@@ -22,6 +34,11 @@ export interface InitRequest {
   /** How error messages name the model. */
   modelLabel: string;
   settings: SessionSettings;
+  /**
+   * Choose spinning from a timed run instead of taking settings.spinning: the
+   * estimated CPU cost of decoding one image, against which inference is weighed.
+   */
+  chooseSpinning?: { decodeCpuMsPerImage: number };
 }
 
 export interface RunRequest {

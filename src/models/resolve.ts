@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { type CatalogueEntry, findCatalogueEntry } from '../onnx/catalogue.js';
 import { StepFailure } from '../runner/errors.js';
-import { hashFile } from '../runner/store.js';
+import { hashFile as hashFileContents } from '../runner/store.js';
 
 /** A model that cannot be found, downloaded or verified: the user can fix it, so no stack trace. */
 export class ModelResolveError extends StepFailure {}
@@ -34,6 +34,11 @@ export interface ResolveOptions {
   onProgress?: (done: number, total?: number) => void;
   onWarning?: (message: string) => void;
   fetch?: typeof fetch;
+  /**
+   * How a file already on disk is hashed. A run passes its stat-trusted hasher
+   * (runner/path-hasher.ts), so a 100 MB model is not read again on every run.
+   */
+  hashFile?: (file: string) => Promise<string>;
 }
 
 export function parseModelReference(model: string, sha256: string | undefined, projectDir: string): ModelReference {
@@ -66,6 +71,7 @@ export function expectedSha256(ref: ModelReference): string | null {
 
 export async function resolveModel(ref: ModelReference, options: ResolveOptions = {}): Promise<ResolvedModel> {
   const env = options.env ?? process.env;
+  const hashFile = options.hashFile ?? hashFileContents;
   if (ref.kind === 'path') {
     const st = await fs.stat(ref.path).catch(() => undefined);
     if (!st?.isFile()) throw new ModelResolveError(`Model file ${ref.path} not found.`);

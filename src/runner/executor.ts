@@ -2,6 +2,7 @@
 // The Executor interface is what a distributed engine would implement later:
 // a stage receives its inputs and hands back its outputs only through the
 // artifact store, never through memory shared with other stages.
+import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isExpectedFailure } from '../failure.js';
@@ -297,11 +298,14 @@ export class LocalExecutor implements Executor {
         const tmp = `${target}.tlpipe-tmp-${process.pid}`;
         try {
           await fs.mkdir(path.dirname(target), { recursive: true });
-          await fs.copyFile(object, tmp);
+          // A copy-on-write clone where the file system has them (no second copy of a large model), else a copy.
+          await fs.copyFile(object, tmp, fsConstants.COPYFILE_FICLONE);
           await fs.chmod(tmp, 0o644);
           const handle = await fs.open(tmp, 'r');
           await handle.sync().finally(() => handle.close());
           await fs.rename(tmp, target);
+          // Its content is the object's: the next run's comparison above is a stat, not a read.
+          this.hasher.remember(target, await fs.stat(target), stored.sha256);
         } catch (e) {
           await fs.rm(tmp, { force: true });
           throw new StoreError(describeFsError(e, `writing ${to}`), { cause: e });

@@ -52,6 +52,9 @@ async function statAll(files: readonly string[]): Promise<(Stats | undefined)[]>
   return [...out, ...rest];
 }
 
+/** What proves a file unchanged: the same inode, size, mtime and ctime. */
+const statKey = (st: Stats) => `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+
 interface Memo {
   [file: string]: { stat: string; sha256: string };
 }
@@ -84,13 +87,23 @@ export class PathHasher {
 
   async hashFile(file: string, stat?: Stats): Promise<string> {
     const st = stat ?? (await fs.stat(file));
-    const key = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+    const key = statKey(st);
     const known = this.memo[file];
     if (known && known.stat === key) return known.sha256;
     const digest = await this.hash(file);
     this.memo[file] = { stat: key, sha256: digest };
     this.dirty = true;
     return digest;
+  }
+
+  /**
+   * Records the hash of a file just written from known content (a store object
+   * as it is committed, a published output), so that the next verification of
+   * it is a stat, not a second read.
+   */
+  remember(file: string, stat: Stats, sha256: string): void {
+    this.memo[file] = { stat: statKey(stat), sha256 };
+    this.dirty = true;
   }
 
   /** A file's hash, or for a folder the hash of its sorted (relative path, hash) list. */

@@ -42,6 +42,7 @@ export async function openSession(root: string, onWarning?: (m: string) => void)
   await hasher.load();
   // Cached objects whose stat proves them unchanged since they were last hashed are not re-hashed.
   store.hashObject = (file, stat) => hasher.hashFile(file, stat);
+  store.rememberObject = (file, stat, sha) => hasher.remember(file, stat, sha);
   return { store, hasher };
 }
 

@@ -64,15 +64,6 @@ export async function hashFile(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fs.access(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export class ArtifactStore {
   /** Every warning this store raised (corrupt entries...), for the run record. */
   readonly warnings: string[] = [];
@@ -82,6 +73,8 @@ export class ArtifactStore {
    * they were last hashed (see path-hasher.ts and docs/reliability.md).
    */
   hashObject: (file: string, stat: Stats) => Promise<string> = (file) => hashFile(file);
+  /** Told the hash of each object as it is committed (the session records it in its PathHasher): verifying it later is a stat. */
+  rememberObject: (file: string, stat: Stats, sha256: string) => void = () => {};
 
   private constructor(
     readonly root: string,
@@ -224,11 +217,14 @@ export class ArtifactStore {
         const target = this.objectPath(sha);
         // An object already there is reused only if it is intact: a damaged
         // one must not be handed to this artifact (it is replaced instead).
-        if ((await exists(target)) && (await hashFile(target).catch(() => '')) === sha) await fs.rm(src);
+        // Verified as a lookup verifies (stat-trusted), not read once more.
+        const present = await fs.stat(target).catch(() => undefined);
+        if (present && (await this.hashObject(target, present).catch(() => '')) === sha) await fs.rm(src);
         else {
           await fs.mkdir(path.dirname(target), { recursive: true });
           await fs.chmod(src, 0o444);
           await fs.rename(src, target);
+          this.rememberObject(target, await fs.stat(target), sha);
         }
         files[rel.split(path.sep).join('/')] = { sha256: sha, size };
       }

@@ -8,6 +8,7 @@ import { expectedSha256, parseModelReference, resolveModel } from '../models/res
 import { describeModel } from '../onnx/inspect.js';
 import { defineParams, type Static } from '../params/define.js';
 import { parseModel } from '../onnx/model.js';
+import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
 
 const paramsSchema = defineParams({
@@ -43,12 +44,19 @@ export const backboneStep = defineStep<Static<typeof paramsSchema>>({
       signal: ctx.signal,
       onProgress: (done, total) => ctx.progress(Math.round(done / 1e6), total ? Math.round(total / 1e6) : undefined, 'MB'),
       onWarning: (m) => ctx.warn(m),
+      // Stat-trusted: a model hashed before (by this stage's fingerprint, or an earlier run) is not read again for it.
+      hashFile: (file) => ctx.hashPath(file),
     });
     const bytes = await readFile(resolved.file);
+    // The bytes read are the bytes hashed: unchanged stat since the hash (stat only, no second read).
+    if ((await ctx.hashPath(resolved.file)) !== resolved.sha256) {
+      throw new StepFailure(`${resolved.file} changed while it was being read; run again once it is written completely.`);
+    }
     const description = describeModel(parseModel(bytes, resolved.source));
     const { input } = description;
     ctx.log(`${path.basename(resolved.file)}: input ${input.name} ${input.layout} ${input.width ?? '?'}x${input.height ?? '?'}, ${description.outputs.length} output(s)`);
-    await writeBackboneModel(ctx.outDir, resolved.file);
+    // Written from the bytes in hand: the source is not read a second time by a copy.
+    await writeBackboneModel(ctx.outDir, bytes);
     const pre = resolved.entry?.preprocessing;
     const value: BackboneValue = {
       model: params.model,

@@ -8,7 +8,8 @@ import { featureModelKind, featureModelPath, featureModelValue } from '../artifa
 import { type FeatureRows, featuresKind, writeFeatures } from '../artifacts/features.js';
 import { readTransform, transformKind } from '../artifacts/transform.js';
 import { decodeFeatureChunk, encodeFeatureChunk } from '../features/chunks.js';
-import { DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE } from '../features/batch-size.js';
+import { DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE, INFERENCE_BOUND_BATCH_SIZE } from '../features/batch-size.js';
+import { DECODE_CPU_MS_PER_IMAGE } from '../features/threads.js';
 import type { Cluster, FeatureSpreadReport } from '../cluster/coordinator.js';
 import { ImageLoadError } from '../images/image-problems.js';
 import { defineParams, type Static, StringEnum } from '../params/define.js';
@@ -35,7 +36,7 @@ const paramsSchema = defineParams({
     Type.Integer({
       minimum: 1,
       maximum: 4096,
-      description: `Images per inference call (default: the model's fixed batch size when it has one, else ${DEFAULT_BATCH_SIZE} on the CPU and ${DEFAULT_CUDA_BATCH_SIZE} with CUDA).`,
+      description: `Images per inference call (default: the model's fixed batch size when it has one, else ${DEFAULT_CUDA_BATCH_SIZE} with CUDA and on the CPU ${DEFAULT_BATCH_SIZE}, or ${INFERENCE_BOUND_BATCH_SIZE} when inference costs far more than decoding).`,
     }),
   ),
   chunkSize: Type.Integer({ minimum: 1, maximum: 1000000, default: 256, description: 'Images per committed chunk: the most work an interruption can lose.' }),
@@ -190,6 +191,14 @@ async function computeMissing(ctx: StepContext, job: ComputeJob): Promise<void> 
       device: job.device,
       signal: ctx.signal,
       onProgress: (n) => ctx.progress(n, todo.length, 'images'),
+      onSettings: (chosen) => {
+        const cost = chosen.inferenceCpuMsPerImage;
+        if (chosen.spinning === undefined) return;
+        ctx.log(
+          `inference ${cost === undefined ? 'not timed' : `${cost.toFixed(1)} ms of CPU per image`} against about ${DECODE_CPU_MS_PER_IMAGE} for decoding: ` +
+            `${chosen.spinning ? 'inference dominates, spinning on' : 'decoding competes, spinning off'}, batch ${chosen.batchSize}`,
+        );
+      },
       onError: (view, error) => failed.push({ path: view.image.path, reason: (error as Error).message }),
     })) {
       if (batch.featureWidth !== featureWidth) {
