@@ -14,6 +14,7 @@ import {
   extractFeatures,
   INFERENCE_BOUND_BATCH_SIZE,
   inferenceDominates,
+  likelyInferenceBound,
   planThreads,
   readModelInfo,
   type ExtractOptions,
@@ -545,6 +546,10 @@ describe('extractFeatures: settings from measured costs', () => {
     assert.equal(inferenceDominates(3.6), false);
     assert.equal(inferenceDominates(undefined), false);
     assert.equal(DECODE_CPU_MS_PER_IMAGE > 0, true);
+    // The guess before timing, from the file's size: the timed run has the last word.
+    assert.equal(likelyInferenceBound(94e6), true);
+    assert.equal(likelyInferenceBound(3.5e6), false);
+    assert.equal(likelyInferenceBound(undefined), false);
   });
 
   test('a cheap model keeps spinning off and the small batch; a costly one gets spinning and the larger batch', async () => {

@@ -1,11 +1,12 @@
 // Worker thread that owns one onnxruntime session. session.run is synchronous
 // native work for a whole batch; running it here keeps the main thread free to
 // schedule image decoding for the next batch.
+import { stat } from 'node:fs/promises';
 import os from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import { createSession, CudaUnavailableError } from '../onnx/runtime.js';
-import { inferenceDominates } from './threads.js';
+import { inferenceDominates, likelyInferenceBound } from './threads.js';
 import type { InferenceCost, InitRequest, ModelInfo, RunRequest, TensorInfo, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 if (!parentPort) throw new Error('inference-worker.js must be started as a worker thread');
@@ -52,22 +53,23 @@ async function probeCpuMsPerImage(s: ort.InferenceSession, threads: number): Pro
 }
 
 /**
- * A session with spinning chosen from its own cost: created without spinning
- * (then the timed run's CPU time is the work alone, not idle threads
- * spinning, which other processes' load inflates), timed, and created again
- * with spinning when inference dominates. Only models whose inference is
- * costly are created twice, and their session start is small beside it.
+ * A session with spinning chosen from its own cost: created with a first
+ * guess from the model's size (threads.ts), timed, and created again only
+ * when the timed run contradicts the guess, so a large model is normally
+ * read and optimised once.
  */
 async function chooseSpinning(req: InitRequest, decodeCpuMsPerImage: number): Promise<InferenceCost> {
   const what = `the model ${req.modelLabel}`;
-  session = await createSession(req.model, { ...req.settings, spinning: false }, what);
+  const bytes = typeof req.model === 'string' ? (await stat(req.model).catch(() => undefined))?.size : req.model.byteLength;
+  const guess = likelyInferenceBound(bytes);
+  session = await createSession(req.model, { ...req.settings, spinning: guess }, what);
   const cpuMsPerImage = await probeCpuMsPerImage(session, req.settings.intraOpThreads ?? os.availableParallelism());
   const dominates = inferenceDominates(cpuMsPerImage, decodeCpuMsPerImage);
-  if (dominates) {
+  if (dominates !== guess) {
     const first = session;
     session = undefined;
     await first.release();
-    session = await createSession(req.model, { ...req.settings, spinning: true }, what);
+    session = await createSession(req.model, { ...req.settings, spinning: dominates }, what);
   }
   return { cpuMsPerImage, inferenceDominates: dominates, spinning: dominates };
 }

@@ -66,3 +66,14 @@ export const INFERENCE_DOMINATES_AT = 5;
 export function inferenceDominates(inferenceCpuMsPerImage: number | undefined, decodeCpuMsPerImage = DECODE_CPU_MS_PER_IMAGE): boolean {
   return inferenceCpuMsPerImage !== undefined && inferenceCpuMsPerImage >= INFERENCE_DOMINATES_AT * decodeCpuMsPerImage;
 }
+
+/**
+ * The first guess, before anything is timed: a model file this large (ResNet-50
+ * fp32 is 94 MB, its int8 form 24 MB, MobileNetV2-int8 3.5 MB) is likely to
+ * be inference-bound, so its session starts with spinning and is rarely made twice.
+ */
+export const LIKELY_INFERENCE_BOUND_BYTES = 20e6;
+
+export function likelyInferenceBound(modelBytes: number | undefined): boolean {
+  return modelBytes !== undefined && modelBytes >= LIKELY_INFERENCE_BOUND_BYTES;
+}
