@@ -61,6 +61,8 @@ def parse_args(argv):
     p.add_argument("--int8", action="store_true", default=bool(os.environ.get("CLASSIC_INT8")),
                    help="also time tlpipe's pipelines/catsdogs-int8.yaml (backbone.quantize after the cut) on the same export "
                         "(env CLASSIC_INT8=1)")
+    p.add_argument("--int8-reps", type=int, default=env_int("CLASSIC_INT8_REPS", 0),
+                   help="repetitions of the int8 pair with --int8 (each quantizes again on a fresh cache; default: as --tlpipe-reps)")
     p.add_argument("--keep", action="store_true", help="keep the temp folder (data, ONNX, caches, logs)")
     return p.parse_args(argv)
 
@@ -174,8 +176,10 @@ def torch_job(tmp, data, args, lr, tag):
 def tlpipe_job(tmp, data, onnx, cache, out_rel, args, lr, tag, pipeline=PIPELINE):
     # optimizer=adam: the classic script's recipe (Adam, the learning rate, the
     # epochs), so both sides do the same training; tlpipe's default (L-BFGS,
-    # regularisation searched) has no learning rate to change.
-    cmd = ["node", tlpipe_bin(), "run", pipeline, "--set", f"backbone={onnx}", "--set", "optimizer=adam", "--set", f"epochs={args.epochs}",
+    # regularisation searched) has no learning rate to change. The int8
+    # pipeline trains with Adam already and has no such parameter.
+    recipe = ["--set", "optimizer=adam"] if pipeline == PIPELINE else []
+    cmd = ["node", tlpipe_bin(), "run", pipeline, *recipe, "--set", f"backbone={onnx}", "--set", f"epochs={args.epochs}",
            "--set", f"data={data}", "--set", f"lr={lr}", "--set", f"out={out_rel}", "--cache-dir", cache, "--json"]
     t = Timed(f"tlpipe {tag}", cmd, os.path.join(tmp, f"tlpipe-{tag}.json"))
     with open(t.log) as f:
@@ -256,7 +260,7 @@ def run(args, tmp, out_rel):
             if "features" in ran:
                 print("    WARNING: the lr rerun recomputed the features: the cache did not work as expected")
             tl_full.append(full), tl_rerun.append(rerun)
-            if args.int8:
+            if args.int8 and rep < (args.int8_reps or args.tlpipe_reps):
                 cache8 = os.path.join(tmp, f"cache-int8-{rep}")
                 tl8_full.append(tlpipe_job(tmp, data, onnx, cache8, out_rel, args, LR_FULL, f"int8 full #{rep + 1}", PIPELINE_INT8))
                 tl8_rerun.append(tlpipe_job(tmp, data, onnx, cache8, out_rel, args, LR_RERUN, f"int8 lr rerun #{rep + 1}", PIPELINE_INT8))

@@ -5,7 +5,7 @@
 # changed learning rate. See docs/classic-comparison.md.
 #
 #   bench/classic/run.sh [--train-per-class 200] [--test 100] [--arch mobilenet_v2|resnet50]
-#                        [--epochs 5] [--torch-reps 1] [--tlpipe-reps 3] [--workers 2] [--wait-idle 300] [--int8] [--keep]
+#                        [--epochs 5] [--torch-reps 1] [--tlpipe-reps 3] [--workers 2] [--wait-idle 300] [--int8] [--int8-reps N] [--keep]
 #   (or the environment: CLASSIC_TRAIN_PER_CLASS, CLASSIC_TEST, CLASSIC_ARCH, CLASSIC_EPOCHS,
 #    CLASSIC_TORCH_REPS, CLASSIC_TLPIPE_REPS, CLASSIC_WORKERS, CLASSIC_WAIT_IDLE; TLPIPE_FIXTURES for the photos)
 #
