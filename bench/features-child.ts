@@ -38,6 +38,8 @@ export interface RanWith {
   spinning?: boolean;
   batchSize: number;
   inferenceCpuMsPerImage?: number;
+  machineBusy?: boolean;
+  loadAverage?: number;
 }
 
 export interface MeasurementResult {

@@ -144,7 +144,8 @@ const rate = (x: number) => x.toFixed(1).padStart(6);
 const ranWith = (r: MeasurementResult['ranWith']) =>
   r
     ? `spinning ${r.spinning ? 'on' : 'off'}, batch ${r.batchSize}` +
-      (r.inferenceCpuMsPerImage !== undefined ? ` (its timed run: ${r.inferenceCpuMsPerImage.toFixed(1)} ms of CPU per image)` : '')
+      (r.inferenceCpuMsPerImage !== undefined ? ` (its timed run: ${r.inferenceCpuMsPerImage.toFixed(1)} ms of CPU per image)` : '') +
+      (r.machineBusy ? `, spinning off because the machine was busy (load average ${r.loadAverage?.toFixed(1)})` : '')
     : 'unknown settings';
 const label = (scale: 'catsdogs' | number, count: number) =>
   scale === 'catsdogs' ? `catsdogs (${count} photos)` : `scale-up ${count.toLocaleString('en')}`;

@@ -15,6 +15,7 @@ import {
   INFERENCE_BOUND_BATCH_SIZE,
   inferenceDominates,
   likelyInferenceBound,
+  machineBusy,
   planThreads,
   readModelInfo,
   type ExtractOptions,
@@ -522,7 +523,7 @@ describe('extractFeatures: settings from measured costs', () => {
     });
   }
 
-  async function chosenFor(model: Uint8Array, name: string) {
+  async function chosenFor(model: Uint8Array, name: string, loadAverage = 0) {
     const file = path.join(dir, name);
     await writeFile(file, model);
     let chosen: ChosenSettings | undefined;
@@ -533,6 +534,7 @@ describe('extractFeatures: settings from measured costs', () => {
         items: range(3),
         load: async (i, target, offset) => void target.fill(i / 10, offset, offset + elements),
         onSettings: (s) => (chosen = s),
+        loadAverage,
       }),
     );
     assert.equal(batches.flatMap((b) => b.items).length, 3);
@@ -550,6 +552,9 @@ describe('extractFeatures: settings from measured costs', () => {
     assert.equal(likelyInferenceBound(94e6), true);
     assert.equal(likelyInferenceBound(3.5e6), false);
     assert.equal(likelyInferenceBound(undefined), false);
+    // Busy: more than 2 runnable threads per core.
+    assert.equal(machineBusy(4, 2), false);
+    assert.equal(machineBusy(4.1, 2), true);
   });
 
   test('a cheap model keeps spinning off and the small batch; a costly one gets spinning and the larger batch', async () => {
@@ -562,6 +567,9 @@ describe('extractFeatures: settings from measured costs', () => {
     assert.equal(costly.spinning, true, `timed at ${costly.inferenceCpuMsPerImage} ms per image`);
     assert.equal(costly.batchSize, INFERENCE_BOUND_BATCH_SIZE);
     assert.ok(costly.inferenceCpuMsPerImage! >= 5 * DECODE_CPU_MS_PER_IMAGE);
+    // On a busy machine the costly model keeps its batch but not spinning.
+    const busy = await chosenFor(convModel(128, 96, 4), 'costly-busy.onnx', 40);
+    assert.deepEqual([busy.inferenceDominates, busy.machineBusy, busy.spinning, busy.batchSize], [true, true, false, INFERENCE_BOUND_BATCH_SIZE]);
   });
 
   test('a setting the caller gives is kept: no timed run', async () => {

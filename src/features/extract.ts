@@ -76,6 +76,8 @@ export interface ExtractOptions<T> {
    * the pace, off when decoders need those cycles.
    */
   spinning?: boolean;
+  /** The machine's load average that spinning is weighed against (threads.ts, machineBusy). Default: os.loadavg()'s 1-minute figure. */
+  loadAverage?: number;
   device?: Device;
   /**
    * Inference workers already started on this model, kept by the caller across
@@ -98,6 +100,10 @@ export interface ChosenSettings {
   spinning?: boolean;
   /** The timed run's CPU cost per image, when the session chose spinning and could time it. */
   inferenceCpuMsPerImage?: number;
+  /** Whether inference dominates (decides the batch size), and whether the machine was too busy for spinning. */
+  inferenceDominates?: boolean;
+  machineBusy?: boolean;
+  loadAverage?: number;
 }
 
 export interface FeatureBatch<T> {
@@ -156,7 +162,9 @@ export async function* extractFeatures<T>(opts: ExtractOptions<T>): AsyncGenerat
     modelLabel: label,
     settings: { device: opts.device ?? 'cpu', intraOpThreads: plan.intraOpThreads, spinning: opts.spinning ?? false },
     workers: plan.workers,
-    ...(opts.spinning === undefined ? { chooseSpinning: { decodeCpuMsPerImage: DECODE_CPU_MS_PER_IMAGE } } : {}),
+    ...(opts.spinning === undefined
+      ? { chooseSpinning: { decodeCpuMsPerImage: DECODE_CPU_MS_PER_IMAGE, loadAverage: opts.loadAverage ?? os.loadavg()[0]! } }
+      : {}),
   });
   const batches = new OrderedQueue<SettledBatch<T>>();
   const tickets = new Semaphore(batchesInFlight);
@@ -319,7 +327,7 @@ async function produceBatches<T>(
       (opts.device === 'cuda' ? DEFAULT_CUDA_BATCH_SIZE : cost?.inferenceDominates ? INFERENCE_BOUND_BATCH_SIZE : DEFAULT_BATCH_SIZE);
     opts.onSettings?.({
       batchSize,
-      ...(cost ? { spinning: cost.spinning } : {}),
+      ...(cost ? { spinning: cost.spinning, inferenceDominates: cost.inferenceDominates, machineBusy: cost.machineBusy, loadAverage: cost.loadAverage } : {}),
       ...(cost?.cpuMsPerImage !== undefined ? { inferenceCpuMsPerImage: cost.cpuMsPerImage } : {}),
     });
     const elements = elementCount(opts.inputShape ?? layout!.imageShape);

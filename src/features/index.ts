@@ -6,5 +6,5 @@ export type { ChosenSettings, ExtractOptions, FeatureBatch, ImageLoader } from '
 export type { LoaderModule } from './loader-protocol.js';
 export { readModelInfo } from './model-info.js';
 export type { ModelInfo, TensorInfo } from './model-info.js';
-export { planThreads, currentUvThreadpoolSize, DECODE_CPU_MS_PER_IMAGE, inferenceDominates, likelyInferenceBound } from './threads.js';
+export { planThreads, currentUvThreadpoolSize, DECODE_CPU_MS_PER_IMAGE, inferenceDominates, likelyInferenceBound, machineBusy } from './threads.js';
 export type { ThreadPlan } from './threads.js';

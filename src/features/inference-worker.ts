@@ -6,7 +6,7 @@ import os from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import { createSession, CudaUnavailableError } from '../onnx/runtime.js';
-import { inferenceDominates, likelyInferenceBound } from './threads.js';
+import { inferenceDominates, likelyInferenceBound, machineBusy } from './threads.js';
 import type { InferenceCost, InitRequest, ModelInfo, RunRequest, TensorInfo, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 if (!parentPort) throw new Error('inference-worker.js must be started as a worker thread');
@@ -58,26 +58,28 @@ async function probeCpuMsPerImage(s: ort.InferenceSession, threads: number): Pro
  * when the timed run contradicts the guess, so a large model is normally
  * read and optimised once.
  */
-async function chooseSpinning(req: InitRequest, decodeCpuMsPerImage: number): Promise<InferenceCost> {
+async function chooseSpinning(req: InitRequest, choice: NonNullable<InitRequest['chooseSpinning']>): Promise<InferenceCost> {
   const what = `the model ${req.modelLabel}`;
+  const busy = machineBusy(choice.loadAverage);
   const bytes = typeof req.model === 'string' ? (await stat(req.model).catch(() => undefined))?.size : req.model.byteLength;
-  const guess = likelyInferenceBound(bytes);
+  const guess = likelyInferenceBound(bytes) && !busy;
   session = await createSession(req.model, { ...req.settings, spinning: guess }, what);
   const cpuMsPerImage = await probeCpuMsPerImage(session, req.settings.intraOpThreads ?? os.availableParallelism());
-  const dominates = inferenceDominates(cpuMsPerImage, decodeCpuMsPerImage);
-  if (dominates !== guess) {
+  const dominates = inferenceDominates(cpuMsPerImage, choice.decodeCpuMsPerImage);
+  const spinning = dominates && !busy;
+  if (spinning !== guess) {
     const first = session;
     session = undefined;
     await first.release();
-    session = await createSession(req.model, { ...req.settings, spinning: dominates }, what);
+    session = await createSession(req.model, { ...req.settings, spinning }, what);
   }
-  return { cpuMsPerImage, inferenceDominates: dominates, spinning: dominates };
+  return { cpuMsPerImage, inferenceDominates: dominates, machineBusy: busy, loadAverage: choice.loadAverage, spinning };
 }
 
 async function init(req: InitRequest): Promise<void> {
   let cost: InferenceCost | undefined;
   try {
-    if (req.chooseSpinning && req.settings.device === 'cpu') cost = await chooseSpinning(req, req.chooseSpinning.decodeCpuMsPerImage);
+    if (req.chooseSpinning && req.settings.device === 'cpu') cost = await chooseSpinning(req, req.chooseSpinning);
     else session = await createSession(req.model, req.settings, `the model ${req.modelLabel}`);
   } catch (err) {
     // Errors do not cross threads: send onnxruntime's own message, and whether it is the CUDA provider's.

@@ -24,7 +24,10 @@ export interface InferenceCost {
   cpuMsPerImage: number | undefined;
   /** Whether inference costs so much more than decoding that it alone sets the pace. */
   inferenceDominates: boolean;
-  /** The spinning the session runs with. */
+  /** Whether the machine was too busy for spinning to pay (threads.ts, machineBusy). */
+  machineBusy: boolean;
+  loadAverage: number;
+  /** The spinning the session runs with: inference dominates and the machine is not busy. */
   spinning: boolean;
 }
 
@@ -38,7 +41,7 @@ export interface InitRequest {
    * Choose spinning from a timed run instead of taking settings.spinning: the
    * estimated CPU cost of decoding one image, against which inference is weighed.
    */
-  chooseSpinning?: { decodeCpuMsPerImage: number };
+  chooseSpinning?: { decodeCpuMsPerImage: number; loadAverage: number };
 }
 
 export interface RunRequest {

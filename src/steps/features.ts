@@ -194,9 +194,10 @@ async function computeMissing(ctx: StepContext, job: ComputeJob): Promise<void> 
       onSettings: (chosen) => {
         const cost = chosen.inferenceCpuMsPerImage;
         if (chosen.spinning === undefined) return;
+        const busy = chosen.machineBusy ? ` but the machine is busy (load average ${chosen.loadAverage?.toFixed(1)})` : '';
         ctx.log(
           `inference ${cost === undefined ? 'not timed' : `${cost.toFixed(1)} ms of CPU per image`} against about ${DECODE_CPU_MS_PER_IMAGE} for decoding: ` +
-            `${chosen.spinning ? 'inference dominates, spinning on' : 'decoding competes, spinning off'}, batch ${chosen.batchSize}`,
+            `${chosen.inferenceDominates ? `inference dominates${busy}` : 'decoding competes'}, spinning ${chosen.spinning ? 'on' : 'off'}, batch ${chosen.batchSize}`,
         );
       },
       onError: (view, error) => failed.push({ path: view.image.path, reason: (error as Error).message }),
