@@ -136,7 +136,7 @@ test('a user step declaring kinds is checked like a built-in one; an unknown kin
         uses: ./steps/typo.mjs
               ~~~~~~~~~~~~~~~~
 
-❌ p.yaml:20:11 Step module "./steps/odd.mjs" produces unknown artifact kind "pictures". Known kinds: dataset-manifest, backbone, transform, feature-model, features, head, trained-head, evaluation, exported-model, predictions, command-output. See docs/steps.md.
+❌ p.yaml:20:11 Step module "./steps/odd.mjs" produces unknown artifact kind "pictures". Known kinds: dataset-manifest, backbone, transform, feature-model, features, head, trained-head, evaluation, exported-model, predictions, split-backbone, activations, finetuned-model, command-output. See docs/steps.md.
         uses: ./steps/odd.mjs
               ~~~~~~~~~~~~~~~
 

@@ -11,6 +11,9 @@ import { headKind, trainedHeadKind } from './head.js';
 import type { ArtifactKind } from './kind.js';
 import { predictionsKind } from './predictions.js';
 import { transformKind } from './transform.js';
+import { activationsKind } from './activations.js';
+import { finetunedModelKind } from './finetuned-model.js';
+import { splitBackboneKind } from './split-backbone.js';
 
 export const artifactKinds: ReadonlyMap<string, ArtifactKind> = new Map(
   [
@@ -24,6 +27,9 @@ export const artifactKinds: ReadonlyMap<string, ArtifactKind> = new Map(
     evaluationKind,
     exportedModelKind,
     predictionsKind,
+    splitBackboneKind,
+    activationsKind,
+    finetunedModelKind,
     commandOutputKind,
   ].map((k) => [k.name, k]),
 );

@@ -112,6 +112,14 @@ export function convForward(g: GraphWriter, c: ConvGeometry, x: string, weight: 
 
 /** dL/dx from dL/dy: the transposed convolution with the same weight. */
 export function convInputGradient(g: GraphWriter, c: ConvGeometry, dy: string, weight: string): string {
+  if (g.dtype === 'float32' && isPointwise(c)) {
+    // A 1×1 convolution's transpose is a matrix product per pixel, much faster than ConvTranspose: dx[n] = Wᵀ·dy[n].
+    const [C, H, W] = c.input as [number, number, number];
+    const M = c.weight[0]!;
+    const wt = g.op('Transpose', [g.op('Reshape', [weight, g.int64s([M, C])])], { perm: attr.ints([1, 0]) });
+    const dyr = g.op('Reshape', [dy, g.int64s([0, M, H * W])]);
+    return g.op('Reshape', [g.op('MatMul', [wt, dyr]), g.int64s([0, C, H, W])]);
+  }
   if (g.dtype === 'float32') {
     // ConvTranspose's output size is ambiguous with strides > 1; output_padding picks the forward input's size.
     const [, H, W] = c.input as [number, number, number];
@@ -147,11 +155,10 @@ export function convWeightGradient(g: GraphWriter, c: ConvGeometry, x: string, d
     return g.op('Reshape', [g.op('MatMul', [reference(g).S(c), column]), g.int64s(c.weight)]);
   }
   if (isPointwise(c)) {
-    // dW[m, c] = Σ_{n,p} dy[n,m,p]·x[n,c,p]: one batched product, then a sum over the batch.
-    const dyr = g.op('Reshape', [dy, g.int64s([0, M, Ho * Wo])]);
-    const xr = g.op('Reshape', [x, g.int64s([0, C, H * W])]);
-    const perSample = g.op('MatMul', [dyr, g.op('Transpose', [xr], { perm: attr.ints([0, 2, 1]) })]);
-    return g.op('Reshape', [g.reduceSum(perSample, [0], false), g.int64s(c.weight)]);
+    // dW[m, c] = Σ_{n,p} dy[n,m,p]·x[n,c,p]: batch and pixels side by side, then one product.
+    const rows = (t: string, channels: number) =>
+      g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [t, g.int64s([0, channels, Ho * Wo])])], { perm: attr.ints([1, 0, 2]) }), g.int64s([channels, -1])]);
+    return g.op('Reshape', [g.op('Gemm', [rows(dy, M), rows(x, C)], { transB: attr.int(1) }), g.int64s(c.weight)]);
   }
   // The batch becomes the channels: x as [C/group, group·N, H, W], dy as a
   // weight [M, N, Ho, Wo]; a grouped convolution with the forward's dilation as

@@ -8,7 +8,7 @@
 //  - the evaluation pass: logits, probabilities, and with labels the loss terms;
 //  - the features pass: the top alone (for exporting and for checks).
 // float64 builds exist to check gradients against finite differences.
-import { attr, type ValueSpec } from '../onnx/builder.js';
+import { attr, type NodeSpec, type TensorInit, type ValueSpec } from '../onnx/builder.js';
 import { type BuiltGraph, finish, GraphWriter, type GraphDtype, io as headIo, lossTerms } from '../train/graph.js';
 import { convForward, convGeometry, type ConvGeometry, convInputGradient, convWeightGradient } from './conv-ops.js';
 import { elements, type TopNet, type TopOp, topShapes } from './top.js';
@@ -117,7 +117,13 @@ function topForward(g: GraphWriter, shape: FinetuneShape, featuresOutput?: strin
         values.set(op.output, g.op('Add', [v(op.inputs[0]), v(op.inputs[1])], undefined, out));
         break;
       case 'gap':
-        values.set(op.output, g.op('ReduceMean', [v(op.input)], { axes: attr.ints([2, 3]), keepdims: attr.int(0) }, out));
+        // onnxruntime's GlobalAveragePool has no double kernel; ReduceMean's axes attribute is gone from opset 18.
+        values.set(
+          op.output,
+          g.dtype === 'float32'
+            ? g.op('Flatten', [g.op('GlobalAveragePool', [v(op.input)])], { axis: attr.int(1) }, out)
+            : g.op('ReduceMean', [v(op.input)], { axes: attr.ints([2, 3]), keepdims: attr.int(0) }, out),
+        );
         break;
       case 'flatten':
         values.set(op.output, g.op('Flatten', [v(op.input)], { axis: attr.int(1) }, out));
@@ -314,6 +320,13 @@ export function buildFinetuneEvalGraph(options: FinetuneEvalOptions): BuiltGraph
   }
   const params = finetuneParams(options).map((p): ValueSpec => ({ name: p.name, type: dtype, dims: p.dims }));
   return finish(g, 'finetune_eval', [...dataInputs(options, options.withLabels), ...params], outputs);
+}
+
+/** The top's float32 forward pass as nodes and constants, to splice after a bottom whose output is the activations. */
+export function topFeatureNodes(top: TopNet, featureWidth: number): { nodes: NodeSpec[]; initializers: TensorInit[] } {
+  const g = new GraphWriter('float32');
+  topForward(g, { top, headWidths: [featureWidth], dtype: 'float32' }, ftIo.features);
+  return { nodes: g.nodes, initializers: g.initializers };
 }
 
 /** The top's forward pass alone: activations → features (what the exported model computes). */

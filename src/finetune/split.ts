@@ -17,6 +17,7 @@ import { findClassifierHead } from '../onnx/head.js';
 import { describeImageInput, type ImageInput } from '../onnx/inspect.js';
 import { type OnnxGraph, type OnnxModel, type OnnxNode, OnnxModelError, describeNode, encodeModel, getAttribute, intAttribute, intsAttribute, makeValueInfo, parseModel, defaultOpset, tensorValues } from '../onnx/model.js';
 import { ShapeFacts } from '../onnx/shapes.js';
+import { quantizationOf } from '../onnx/quantization.js';
 import { constantTensor, float32Data } from '../onnx/tensor-data.js';
 import type { TopNet, TopOp, TopParam } from './top.js';
 import { topShapes } from './top.js';
@@ -45,6 +46,8 @@ export interface SplitBackbone {
   candidates: CutCandidate[];
   quantized: boolean;
   featureWidth: number;
+  /** The cut tensor's 8-bit quantization, when the bottom produces quantized activations. */
+  codes?: { type: 'uint8' | 'int8'; scale: number; zeroPoint: number };
 }
 
 /** Operators that only reshape or pass a value on (at inference). */
@@ -251,6 +254,17 @@ async function probeShape(model: OnnxModel, image: ImageInput, tensor: string): 
   }
 }
 
+/** Per-tensor 8-bit quantization of the cut, read from the bottom's graph (per-channel cuts are stored as float). */
+function cutCodes(model: OnnxModel, cut: string): SplitBackbone['codes'] {
+  const q = quantizationOf(model.graph, cut);
+  if (!q) return undefined;
+  const scale = constantTensor(model.graph, q.scale);
+  const zero = q.zeroPoint ? constantTensor(model.graph, q.zeroPoint) : undefined;
+  if (!scale || tensorValues(scale).length !== 1) return undefined;
+  const type = zero?.elemType === 'int8' ? 'int8' : 'uint8';
+  return { type, scale: tensorValues(scale)[0]!, zeroPoint: zero ? tensorValues(zero)[0]! : 0 };
+}
+
 export async function splitBackbone(bytes: Uint8Array, options: SplitOptions): Promise<SplitBackbone> {
   const source = options.source ?? 'the backbone';
   const original = parseModel(bytes, source);
@@ -290,5 +304,5 @@ export async function splitBackbone(bytes: Uint8Array, options: SplitOptions): P
   const top = extractTop(float, trunk, cut, head.featureTensor, inputShape, listed);
   const bottom = await cutAtFeatures(bytes, { tensor: cut, source });
   const featureWidth = topShapes(top).get(top.output)![0]!;
-  return { bottom, top, cutTensor: cut, candidates, quantized, featureWidth };
+  return { bottom, top, cutTensor: cut, candidates, quantized, featureWidth, codes: cutCodes(original, cut) };
 }

@@ -17,7 +17,7 @@ import { createRng, deriveSeed } from '../images/random.js';
 import type { TransformSpec } from '../images/transform-spec.js';
 import { canonicalJson, sha256 } from '../runner/fingerprint.js';
 import { StepFailure } from '../runner/errors.js';
-import { defineStep, type Json, type StepContext } from '../runner/step.js';
+import { type Artifact, defineStep, type Json, type StepContext } from '../runner/step.js';
 import type { DatasetImage } from '../images/dataset-types.js';
 import { resolveDevice } from '../onnx/runtime.js';
 import { imageRuntimeKey } from '../runner/runtime-key.js';
@@ -44,7 +44,8 @@ const paramsSchema = defineParams({
   intraOpThreads: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'onnxruntime threads (default: all cores).' })),
   loadConcurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'Images decoded at once (default: cores + 1).' })),
 });
-type FeaturesParams = Static<typeof paramsSchema>;
+export type FeaturesParams = Static<typeof paramsSchema>;
+export const featuresParamsSchema = paramsSchema;
 
 const VERSION = 1;
 
@@ -65,17 +66,50 @@ export const featuresStep = defineStep<FeaturesParams>({
   },
 
   async run(ctx, params, inputs) {
-    const manifest = await readDatasetManifest(inputs.dataset!);
-    const spec = await readTransform(inputs.transform!);
     const modelPath = featureModelPath(inputs.model!);
     const { featureWidth } = featureModelValue(inputs.model!);
-    const device = await resolveDevice(params.device, (m) => ctx.log(m));
+    const rows = await computeRows(ctx, params, inputs.dataset!, inputs.transform!, { path: modelPath, width: featureWidth, fingerprint: inputs.model!.fingerprint, spread: true });
+    await writeFeatures(ctx.outDir, rows.matrix, rows.table);
+    return { value: rows.value, metrics: rows.metrics, chunkScopes: [rows.scope] };
+  },
+});
 
+/** The model whose outputs are computed per image, and what keys its results. */
+export interface RowModel {
+  path: string;
+  /** Values per image. */
+  width: number;
+  /** The model artifact's fingerprint: chunks are shared by everything with the same model and transform. */
+  fingerprint: string;
+  /** Whether the work may go to the queue's workers (`run --queue`). */
+  spread: boolean;
+}
+
+export interface ComputedRows {
+  matrix: Float32Array;
+  table: FeatureRows;
+  value: Json;
+  metrics: { [name: string]: Json };
+  scope: string;
+}
+
+/**
+ * One output row per usable image (manifest order), then the augmented
+ * training views: committed in chunks keyed by (model, transform, image
+ * content), so a killed run resumes from the last chunk and adding images
+ * computes only the new ones. Used by features.extract and activations.extract.
+ */
+export async function computeRows(ctx: StepContext, params: FeaturesParams, dataset: Artifact, transform: Artifact, model: RowModel): Promise<ComputedRows> {
+    const manifest = await readDatasetManifest(dataset);
+    const spec = await readTransform(transform);
+    const modelPath = model.path;
+    const featureWidth = model.width;
+    const device = await resolveDevice(params.device, (m) => ctx.log(m));
     // The scope names what a feature vector depends on: not the dataset, so
     // that vectors survive adding or removing images.
     // Augmentation settings only matter to augmented views, which name them in their keys.
     const { augment, ...plainTransform } = spec;
-    const scope = sha256(canonicalJson({ step: VERSION, model: inputs.model!.fingerprint, transform: plainTransform }));
+    const scope = sha256(canonicalJson({ step: VERSION, model: model.fingerprint, transform: plainTransform }));
     const augmentId = sha256(canonicalJson({ augment, seed: params.augmentSeed }));
     const chunks = ctx.chunks(scope);
     const known = new Map<string, Float32Array>();
@@ -105,7 +139,7 @@ export const featuresStep = defineStep<FeaturesParams>({
     if (known.size) ctx.log(`${known.size} feature vectors from earlier work; ${todo.length} images to compute`);
     const job: ComputeJob = { todo, augmentSeed: params.augmentSeed, modelPath, spec, device, params, featureWidth, known, failed, append: (b) => chunks.append(b) };
     let spread: FeatureSpreadReport | undefined;
-    if (ctx.cluster?.worthSpreading(todo.length, params.chunkSize)) spread = await computeSpread(ctx, ctx.cluster, job, views);
+    if (model.spread && ctx.cluster?.worthSpreading(todo.length, params.chunkSize)) spread = await computeSpread(ctx, ctx.cluster, job, views);
     else await computeMissing(ctx, job);
     // One order whoever computed what: the images' own.
     const order = new Map(todo.map((v, i) => [v.image.path, i]));
@@ -120,12 +154,14 @@ export const featuresStep = defineStep<FeaturesParams>({
     ordered.forEach((v, r) => matrix.set(known.get(v.key)!, r * featureWidth));
     const rows = plain.map((v) => v.imageIndex);
     const table: FeatureRows = { width: featureWidth, rows, augmentedRows: augmented.map((v) => v.imageIndex), failed };
-    await writeFeatures(ctx.outDir, matrix, table);
     if (failed.length) {
       ctx.warn(`${failed.length} image(s) could not be decoded and were skipped:`);
       for (const f of failed.slice(0, 20)) ctx.warn(`  ${f.path}: ${f.reason}`);
     }
     return {
+      matrix,
+      table,
+      scope,
       value: { images: rows.length, augmented: augmented.length, featureWidth, failed: failed as unknown as Json, computed: todo.length - failed.length, device },
       metrics: {
         images: rows.length,
@@ -133,10 +169,8 @@ export const featuresStep = defineStep<FeaturesParams>({
         failed: failed.length,
         ...(spread ? { chunks: spread.chunks, 'chunks from remote': spread.fromRemote, 'chunks computed here': spread.computedHere, 'chunks computed elsewhere': spread.computedElsewhere } : {}),
       },
-      chunkScopes: [scope],
     };
-  },
-});
+}
 
 /** One view of one image: the plain one (copy 0) or an augmented copy. */
 interface View {

@@ -11,6 +11,9 @@ import { freezeStep } from './freeze.js';
 import { headStep } from './head.js';
 import { quantizeStep } from './quantize.js';
 import { trainStep } from './train.js';
+import { activationsStep } from './activations.js';
+import { finetuneStep } from './finetune.js';
+import { splitStep } from './split.js';
 import { transformStep } from './transform.js';
 
 export const builtinSteps: Step[] = [
@@ -23,6 +26,9 @@ export const builtinSteps: Step[] = [
   featuresStep,
   headStep,
   trainStep,
+  splitStep,
+  activationsStep,
+  finetuneStep,
   evaluateStep,
   exportCsvStep,
   exportModelStep,
