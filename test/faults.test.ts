@@ -1317,6 +1317,56 @@ describe('backbone.quantize: a backbone it cannot quantize, and kills while it c
   });
 });
 
+// ── fine-tuning interrupted ──────────────────────────────────────────────
+
+describe('interruption of fine-tuning: SIGKILL, SIGTERM and SIGINT at seeded epochs', { skip: needsFixtures }, () => {
+  test('the rerun gives the uninterrupted run\'s model byte for byte', { timeout: 900_000 }, async () => {
+    const data = await photoSet(20, 2);
+    const EPOCHS_FT = 6;
+    const args = ['run', 'pipelines/catsdogs-finetune.yaml', '--json', '--set', `data=${data}`, '--set', `epochs=${EPOCHS_FT}`, '--set', 'finetune.patience=null', '--set', 'finetune.batchSize=8'];
+    const model = async (dir: string) => sha256Hex(await fs.readFile(path.join(dir, 'out', 'catsdogs-finetune', 'model.onnx')));
+    let reference: { model: string; valAccuracy: number } | undefined;
+    await trial('reference', 'fine-tuning uninterrupted, fresh store', async () => {
+      const dir = await project(['catsdogs-finetune.yaml']);
+      const r = await cli(args, { cwd: dir, timeoutMs: RUN_BOUND_MS });
+      expectClean(r, 0, 'the uninterrupted fine-tuning run');
+      reference = { model: await model(dir), valAccuracy: Number(summaryOf(r).metrics.finetune!.valAccuracy) };
+      return `${EPOCHS_FT} epochs; model ${reference.model.slice(0, 12)}, val accuracy ${reference.valAccuracy}`;
+    });
+    const rng = random(seedFor('finetune interrupted'));
+    const cases = (['SIGKILL', 'SIGTERM', 'SIGINT'] as const).map((signal) => ({ signal, epoch: rng.int(0, EPOCHS_FT - 1) }));
+    rethrowFirst(
+      await pool(cases, PARALLEL, ({ signal, epoch }) =>
+        trial('interruption', `${signal} during fine-tuning`, async () => {
+          if (!reference) throw new SkipTrial('no reference run');
+          const dir = await project(['catsdogs-finetune.yaml']);
+          const store = path.join(dir, '.tlpipe');
+          // Epoch 0 is the warm start's validation: the signal lands in the next epoch's steps.
+          const moment = onLine(epoch === 0 ? /finetune: start \(linear head/ : new RegExp(`finetune: epoch ${epoch}/${EPOCHS_FT}:`), `after fine-tuning epoch ${epoch}/${EPOCHS_FT}`);
+          const child = start(args, { cwd: dir, timeoutMs: RUN_BOUND_MS });
+          const { seen, note, hit } = await interrupt(child, moment, signal);
+          const killed = await finish(child);
+          if (!hit) throw new Error(`${moment.label}: ${note} (exit ${killed.code ?? killed.signal})`);
+          if (signal === 'SIGKILL') assert.equal(killed.signal, 'SIGKILL');
+          else expectClean(killed, signal === 'SIGINT' ? 130 : 143, `the run stopped by ${signal}`);
+          const done = doneBefore(killed);
+          const torn = (await checkStore(store)).filter((p) => !p.startsWith('tmp/'));
+          if (torn.length) throw new Lost(`store inconsistent right after the ${signal}: ${torn.join('; ')}`);
+          const rerun = await cli(args, { cwd: dir, timeoutMs: RUN_BOUND_MS });
+          expectClean(rerun, 0, 'the rerun');
+          const st = statuses(summaryOf(rerun));
+          for (const stage of done) if (st[stage] !== 'cached') throw new Lost(`"${stage}" had finished before the ${signal} but ran again`);
+          if (st.activations !== 'cached') throw new Lost('the activations were computed again');
+          const got = await model(dir);
+          if (got !== reference.model) throw new Lost(`the rerun's model ${got.slice(0, 12)} differs from the uninterrupted run's ${reference.model.slice(0, 12)}`);
+          await expectConsistentStore(store, 'after the rerun');
+          return `${moment.label} (${seen.trim()}${note ? `, ${note}` : ''}): ${signal === 'SIGKILL' ? 'killed' : `exit ${killed.code}`}, ${done.length} stage(s) kept; rerun ran ${ranStages(summaryOf(rerun)).join(',')}; model identical`;
+        }),
+      ),
+    );
+  });
+});
+
 // ── the verdict ──────────────────────────────────────────────────────────
 
 // ── the remote cache ─────────────────────────────────────────────────────

@@ -97,21 +97,29 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
       };
       const picks = (b: number) => {
         const rows = batchRows(b);
-        return { rows, read: input.fetch(rows, buffers[b % 2]!) };
+        const read = input.fetch(rows, buffers[b % 2]!);
+        // Awaited below; a read still in flight when training stops must not become an unhandled rejection.
+        read.catch(() => undefined);
+        return { rows, read };
       };
       let lossSum = 0;
       let correct = 0;
       let next = picks(0);
-      for (let b = 0; b < batches; b++) {
-        if (input.signal?.aborted) throw input.signal.reason;
-        const current = next;
-        await current.read;
-        if (b + 1 < batches) next = picks(b + 1);
-        const n = current.rows.length;
-        for (let i = 0; i < n; i++) labels[i] = rowToLabel.get(current.rows[i]!)!;
-        const out = await engine.step(buffers[b % 2]!, labels, n, { blockLr: spec.blockLr, headLr: spec.lr, weightDecay: spec.weightDecay, step: ++step });
-        lossSum += out.loss * n;
-        correct += out.correct;
+      try {
+        for (let b = 0; b < batches; b++) {
+          if (input.signal?.aborted) throw input.signal.reason;
+          const current = next;
+          await current.read;
+          if (b + 1 < batches) next = picks(b + 1);
+          const n = current.rows.length;
+          for (let i = 0; i < n; i++) labels[i] = rowToLabel.get(current.rows[i]!)!;
+          const out = await engine.step(buffers[b % 2]!, labels, n, { blockLr: spec.blockLr, headLr: spec.lr, weightDecay: spec.weightDecay, step: ++step });
+          lossSum += out.loss * n;
+          correct += out.correct;
+        }
+      } finally {
+        // The caller closes the file once this returns: let the prefetched read finish first.
+        await next.read.catch(() => undefined);
       }
       const { record, predicted } = await validate(epoch, lossSum / order.length, correct / order.length, started);
       history.push(record);
