@@ -19,6 +19,7 @@ import { promisify } from 'node:util';
 import { haveFixtures } from '../test/support/fixtures.js';
 import { train, type TrainResult } from '../src/train/train.js';
 import { DEFAULT_WEIGHT_DECAY_GRID, type TrainSpec } from '../src/train/spec.js';
+import { SEARCH_ROWS } from '../src/train/linear-solve.js';
 import { benchDir, catsdogsCase, extractFixtureFeatures, fewShot, imagenetCase, scaledUp, transformed, type Case } from './accuracy-data.js';
 
 const LRS = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2];
@@ -136,25 +137,40 @@ async function measureCase(draws: Case[], log: (s: string) => void, withSklearn 
 }
 
 async function timing(base: Case, log: (s: string) => void): Promise<void> {
-  const reps = 3;
-  log(`\nauto search timing (lbfgs, weightDecay auto over ${DEFAULT_WEIGHT_DECAY_GRID.length} candidates from strong to weak, stopping 2 after the best): 25,000 training + 5,000 validation vectors of width ${base.width}, built from the real features (accuracy-data.ts scaledUp); median of ${reps} runs (one for 100 classes) after a warm-up; load average ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} cores; CPU time is the process's, all threads`);
+  const reps = Number(process.env.TLPIPE_BENCH_REPS ?? 3);
+  log(
+    `\nauto search timing (lbfgs, weightDecay auto over ${DEFAULT_WEIGHT_DECAY_GRID.length} candidates from strong to weak, stopping 2 after the best): 25,000 training + 5,000 validation vectors of width ${base.width}, built from the real features (accuracy-data.ts scaledUp); ` +
+      `the default (candidates on a stratified subsample of about ${SEARCH_ROWS} rows, the final fit on all) and the whole-split search, interleaved; median of ${reps} runs (one for 100 classes) after a warm-up; load average ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} cores; CPU time is the process's, all threads`,
+  );
   const counts = process.env.TLPIPE_BENCH_CLASSES ? process.env.TLPIPE_BENCH_CLASSES.split(',').map(Number) : [2, 10, 100];
+  const variants = [
+    { name: 'subsampled', searchRows: SEARCH_ROWS },
+    { name: 'whole split', searchRows: Infinity },
+  ];
   for (const classes of counts) {
     const c: Case = { ...base, name: `${classes} classes`, classes, train: scaledUp(base, 25000, classes, 1), val: scaledUp(base, 5000, classes, 2) };
-    const times: { wall: number; cpu: number; r: TrainResult }[] = [];
-    for (let i = 0; i <= (classes === 100 ? 1 : reps); i++) {
-      const started = performance.now();
-      const cpu = process.cpuUsage();
-      const r = await fit(c, DEFAULT);
-      const used = process.cpuUsage(cpu);
-      if (i > 0) times.push({ wall: (performance.now() - started) / 1000, cpu: (used.user + used.system) / 1e6, r });
+    const times = new Map(variants.map((v) => [v.name, [] as { wall: number; cpu: number; r: TrainResult }[]]));
+    for (let i = 0; i <= (classes === 100 ? 1 : reps); i++)
+      for (const v of variants) {
+        const started = performance.now();
+        const cpu = process.cpuUsage();
+        const r = await train({ data: { featureWidth: c.width, classes: c.classes, train: c.train, val: c.val }, head: { kind: 'linear' }, spec: DEFAULT, searchRows: v.searchRows });
+        const used = process.cpuUsage(cpu);
+        if (i > 0) times.get(v.name)!.push({ wall: (performance.now() - started) / 1000, cpu: (used.user + used.system) / 1e6, r });
+      }
+    const cpuOf = new Map<string, number>();
+    for (const v of variants) {
+      const t = times.get(v.name)!;
+      const r = t[0]!.r;
+      const search = r.regularization!;
+      const iterations = search.candidates.reduce((a, x) => a + x.iterations, 0);
+      cpuOf.set(v.name, median(t.map((x) => x.cpu)));
+      log(
+        `  auto search (${v.name.padEnd(11)}), 25,000×${base.width}, ${String(classes).padStart(3)} classes: ${median(t.map((x) => x.wall)).toFixed(2)} s wall, ${median(t.map((x) => x.cpu)).toFixed(2)} s CPU` +
+          ` (wall ${t.map((x) => x.wall.toFixed(2)).join(', ')}; engine ${r.engine}; ${search.candidates.length} candidates on ${search.searchRows} rows, ${iterations} iterations, final fit ${r.solver!.iterations}; chose λ ${search.chosen}, applied ${Number(search.applied.toPrecision(3))}; val ${pct(r.history[0]!.valAccuracy!)})`,
+      );
     }
-    const r = times[0]!.r;
-    const iterations = r.regularization!.candidates.reduce((a, x) => a + x.iterations, 0);
-    log(
-      `  auto search, 25,000×${base.width}, ${String(classes).padStart(3)} classes: ${median(times.map((t) => t.wall)).toFixed(2)} s wall, ${median(times.map((t) => t.cpu)).toFixed(2)} s CPU` +
-        ` (wall ${times.map((t) => t.wall.toFixed(2)).join(', ')}; engine ${r.engine}; ${r.regularization!.candidates.length} candidates, ${iterations} iterations; chose λ ${r.weightDecay}, val ${pct(r.history[0]!.valAccuracy!)})`,
-    );
+    log(`  ratio whole-split / subsampled CPU time, ${classes} classes: ${(cpuOf.get('whole split')! / cpuOf.get('subsampled')!).toFixed(2)}×`);
   }
 }
 

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import type { FeatureSplit } from '../src/train/data.js';
 import { evaluate } from '../src/train/evaluate.js';
 import { minimize } from '../src/train/lbfgs.js';
-import { assignFolds, fitLinearHead, solve } from '../src/train/linear-solve.js';
+import { assignFolds, fitLinearHead, SEARCH_ROWS, searchSubset, solve } from '../src/train/linear-solve.js';
 import { createObjective, OnnxObjective, TypeScriptObjective } from '../src/train/objective.js';
 import { Prng } from '../src/train/prng.js';
 import { DEFAULT_WEIGHT_DECAY_GRID, parseTrainSpec } from '../src/train/spec.js';
@@ -282,6 +282,41 @@ test('weightDecay auto without a validation split uses stratified k-fold on the 
       const count = Array.from(folds).filter((x, i) => x === f && trainSet.labels[i] === c).length;
       assert.equal(count, 10, `fold ${f} has ${count} rows of class ${c}`);
     }
+});
+
+test('weightDecay auto on a large training split: candidates on a stratified subsample, the final fit on every row at the same summed-loss penalty, deterministic', async () => {
+  const F = 8;
+  const C = 3;
+  const rows = Math.round(2.6 * SEARCH_ROWS);
+  const trainSet = problem(rows, F, C, 21);
+  const valSet = problem(600, F, C, 22);
+  const sub = searchSubset(split(trainSet, F), 0);
+  const parts = Math.round(rows / SEARCH_ROWS);
+  assert.equal(parts, 3);
+  // Stratified: each class keeps its share, within one row.
+  for (let c = 0; c < C; c++) {
+    const inSub = Array.from(sub.indices).filter((i) => trainSet.labels[i] === c).length;
+    const all = Array.from(trainSet.labels).filter((y) => y === c).length;
+    assert.ok(Math.abs(inSub - all / parts) <= 1, `class ${c}: ${inSub} of ${all}`);
+  }
+  assert.equal(new Set(sub.indices).size, sub.indices.length);
+  const run = () => train(options(trainSet, F, C, { optimizer: 'lbfgs', weightDecay: 'auto' }, valSet));
+  const a = await run();
+  const search = a.regularization!;
+  assert.equal(search.searchRows, sub.indices.length);
+  assert.equal(search.trainRows, rows);
+  assert.ok(DEFAULT_WEIGHT_DECAY_GRID.includes(search.chosen));
+  assert.equal(search.applied, (search.chosen * search.searchRows) / rows);
+  assert.equal(a.weightDecay, search.applied);
+  assert.ok(a.solver!.converged, JSON.stringify(a.solver));
+  // The final fit is the optimum at that strength on every row: a plain fit there gives the same head.
+  const plain = await train(options(trainSet, F, C, { optimizer: 'lbfgs', weightDecay: search.applied, tolerance: 1e-6 }, valSet));
+  assert.ok(maxDiff(plain.weights.layers[0]!.weight, a.weights.layers[0]!.weight) < 5e-3, `${maxDiff(plain.weights.layers[0]!.weight, a.weights.layers[0]!.weight)}`);
+  const b = await run();
+  assert.deepEqual(b.weights, a.weights);
+  // A split under about twice SEARCH_ROWS is searched whole.
+  const small = searchSubset(split(problem(SEARCH_ROWS, F, C, 23), F), 0);
+  assert.equal(small.indices.length, SEARCH_ROWS);
 });
 
 test('the fitted linear head matches between engines through train()', async () => {

@@ -46,6 +46,8 @@ export interface RegularizationSearchValue {
   folds: number | null;
   candidates: SearchCandidate[];
   chosen: number;
+  /** Set when the candidates were solved on a subsample: its rows, all training rows, and the strength the final fit used. */
+  subsample?: { searchRows: number; trainRows: number; applied: number };
 }
 
 /** A trained head's value: its training history, and how its regularisation was set. */
@@ -84,7 +86,9 @@ function regularizationFromRecord(v: Json | undefined): RegularizationSearchValu
     .sort((a, b) => a.weightDecay - b.weightDecay);
   const chosen = num(v.chosen);
   if (!candidates.length || chosen === null) return null;
-  return { method: typeof v.method === 'string' ? v.method : 'search', folds: num(v.folds), candidates, chosen };
+  const [searchRows, trainRows, applied] = [num(v.searchRows), num(v.trainRows), num(v.applied)];
+  const subsample = searchRows !== null && trainRows !== null && applied !== null && searchRows < trainRows ? { subsample: { searchRows, trainRows, applied } } : {};
+  return { method: typeof v.method === 'string' ? v.method : 'search', folds: num(v.folds), candidates, chosen, ...subsample };
 }
 
 export function trainingFromRecord(value: Json | undefined, metrics: { [name: string]: Json }): Training | null {

@@ -38,7 +38,11 @@ export function regularizationSearch(search: RegularizationSearchValue): Markup 
   const rows = search.candidates.map(
     (c) => html`<tr${c.weightDecay === search.chosen ? html` class="best"` : ''}><td class="num">${c.weightDecay}</td><td class="num">${percent(c.accuracy)}</td><td class="num">${c.loss === null ? '–' : decimal(c.loss, 4)}</td></tr>`,
   );
-  return html`<p>Chosen by held-out accuracy (then loss) on ${where}: <b>λ = ${search.chosen}</b>.</p>
+  const sub = search.subsample;
+  const applied = sub
+    ? html` The candidates were solved on a stratified subsample of ${sub.searchRows} of the ${sub.trainRows} training rows; the final fit on all of them used λ = ${Number(sub.applied.toPrecision(3))} (the same penalty on the summed loss).`
+    : '';
+  return html`<p>Chosen by held-out accuracy (then loss) on ${where}: <b>λ = ${search.chosen}</b>.${applied}</p>
 <div class="two-col"><div>${accuracy}</div><div>${loss}</div></div>
 <table class="kv search"><tr><th>weight decay</th><th>accuracy</th><th>loss</th></tr>${rows}</table>`;
 }

@@ -47,8 +47,26 @@ export interface RegularizationSearch {
   folds: number | null;
   criterion: 'held-out accuracy, then loss';
   candidates: CandidateScore[];
+  /** The best candidate (a strength for `searchRows` training rows). */
   chosen: number;
+  /** Training rows the candidates were solved on: all of them, or a stratified subsample of a large split. */
+  searchRows: number;
+  trainRows: number;
+  /**
+   * The strength of the final fit on all `trainRows`: `chosen` × searchRows / trainRows,
+   * the same penalty on the summed loss (the prior's precision), so `chosen` itself without a subsample.
+   */
+  applied: number;
 }
+
+/**
+ * Above about twice this many training rows, the search solves its candidates
+ * on a stratified, seeded subsample of about this many (the held-out scores
+ * stay on the whole validation split), and only the final fit sees every row:
+ * the candidates are most of the solver's work, and a half-decade grid does
+ * not need every row to place its best point.
+ */
+export const SEARCH_ROWS = 8192;
 
 /** Parameters as one vector [W (classes × features, row-major), b], and back. */
 export function paramsToWeights(params: Float64Array, features: number, classes: number): HeadWeights {
@@ -137,6 +155,8 @@ export interface FitOptions extends SolveSettings {
   device: Device;
   threads?: number;
   onCandidate?: (candidate: CandidateScore) => void | Promise<void>;
+  /** Subsample size of the search (default SEARCH_ROWS; Infinity: every row), for benchmarks. */
+  searchRows?: number;
 }
 
 export interface FitResult {
@@ -198,8 +218,8 @@ async function walkPath(
 }
 
 /** Stratified, seeded fold of every training row: fold[i] in 0…k-1. */
-export function assignFolds(split: FeatureSplit, k: number, seed: number): Int32Array {
-  const rng = new Prng(seed, 4);
+export function assignFolds(split: FeatureSplit, k: number, seed: number, stream = 4): Int32Array {
+  const rng = new Prng(seed, stream);
   const byClass = new Map<number, number[]>();
   split.indices.forEach((row, i) => {
     const y = split.labels[row]!;
@@ -227,6 +247,12 @@ function candidateOf(weightDecay: number, held: SplitScore, iterations: number, 
   return { weightDecay, accuracy: held.correct / held.count, loss: held.lossSum / held.weightSum, iterations, converged };
 }
 
+/** The rows the search solves its candidates on: every training row, or one stratified part of about SEARCH_ROWS. */
+export function searchSubset(split: FeatureSplit, seed: number, searchRows = SEARCH_ROWS): FeatureSplit {
+  const parts = Math.round(split.indices.length / searchRows);
+  return parts >= 2 ? subset(split, assignFolds(split, parts, seed, 5), 0, true) : split;
+}
+
 export async function fitLinearHead(options: FitOptions): Promise<FitResult> {
   const { features, classes } = options;
   const setup = (split: FeatureSplit) => ({ split, features, classes, classWeights: options.classWeights });
@@ -246,31 +272,50 @@ export async function fitLinearHead(options: FitOptions): Promise<FitResult> {
       return await finish(options.weightDecay, params, record, null);
     }
     const grid = [...new Set(options.grid)].sort((a, b) => b - a);
+    const trainRows = options.train.indices.length;
+    const searchSplit = searchSubset(options.train, options.seed, options.searchRows);
+    const searchRows = searchSplit.indices.length;
+    const sizes = { searchRows, trainRows };
+    // Same penalty on the summed loss: λ·n stays fixed from the search's rows to all of them.
+    const applied = (chosen: number) => (searchRows === trainRows ? chosen : (chosen * searchRows) / trainRows);
+    const withSearchObjective = async <T>(split: FeatureSplit, use: (o: LinearObjective) => Promise<T>): Promise<T> => {
+      if (split === options.train) return await use(objective);
+      const o = await createObjective(options.engine, setup(split), options.device, options.threads);
+      try {
+        return await use(o);
+      } finally {
+        await o.dispose();
+      }
+    };
     if (options.val) {
+      const val = options.val;
       const candidates: CandidateScore[] = [];
       let best: PathPoint | null = null;
-      await walkPath(objective, options, grid, options.val, true, async (p) => {
-        const c = candidateOf(p.weightDecay, p.held, p.record.iterations, p.record.converged);
-        candidates.push(c);
-        await options.onCandidate?.(c);
-        if (best === null || better(c, candidateOf(best.weightDecay, best.held, 0, true))) best = p;
-      });
+      await withSearchObjective(searchSplit, (o) =>
+        walkPath(o, options, grid, val, true, async (p) => {
+          const c = candidateOf(p.weightDecay, p.held, p.record.iterations, p.record.converged);
+          candidates.push(c);
+          await options.onCandidate?.(c);
+          if (best === null || better(c, candidateOf(best.weightDecay, best.held, 0, true))) best = p;
+        }),
+      );
       const chosen = best! as PathPoint;
-      const final = await solve(objective, features, classes, chosen.weightDecay, chosen.params, options, chosen.curvature);
-      return await finish(chosen.weightDecay, final.params, final.record, {
-        method: 'validation split', folds: null, criterion: 'held-out accuracy, then loss', candidates, chosen: chosen.weightDecay,
+      const weightDecay = applied(chosen.weightDecay);
+      // The final fit starts where the chosen candidate stopped, with its curvature (the mean loss's curvature is about the same on a subsample).
+      const final = await solve(objective, features, classes, weightDecay, chosen.params, options, chosen.curvature);
+      return await finish(weightDecay, final.params, final.record, {
+        method: 'validation split', folds: null, criterion: 'held-out accuracy, then loss', candidates, chosen: chosen.weightDecay, ...sizes, applied: weightDecay,
       });
     }
-    // No validation split: k-fold on the training split, every fold over the whole grid, then one solve on all rows.
-    const k = Math.min(options.folds, options.train.indices.length);
-    const fold = assignFolds(options.train, k, options.seed);
+    // No validation split: k-fold on the search rows, every fold over the whole grid, then one solve on all rows.
+    const k = Math.min(options.folds, searchRows);
+    const fold = assignFolds(searchSplit, k, options.seed);
     const totals = grid.map((weightDecay) => ({ weightDecay, lossSum: 0, weightSum: 0, correct: 0, count: 0, iterations: 0, converged: true }));
     for (let f = 0; f < k; f++) {
-      const held = subset(options.train, fold, f, true);
+      const held = subset(searchSplit, fold, f, true);
       if (held.indices.length === 0) continue;
-      const foldObjective = await createObjective(options.engine, setup(subset(options.train, fold, f, false)), options.device, options.threads);
-      try {
-        await walkPath(foldObjective, options, grid, held, false, (p) => {
+      await withSearchObjective(subset(searchSplit, fold, f, false), (foldObjective) =>
+        walkPath(foldObjective, options, grid, held, false, (p) => {
           const t = totals.find((x) => x.weightDecay === p.weightDecay)!;
           t.lossSum += p.held.lossSum;
           t.weightSum += p.held.weightSum;
@@ -278,17 +323,17 @@ export async function fitLinearHead(options: FitOptions): Promise<FitResult> {
           t.count += p.held.count;
           t.iterations += p.record.iterations;
           t.converged &&= p.record.converged;
-        });
-      } finally {
-        await foldObjective.dispose();
-      }
+        }),
+      );
     }
     const candidates = totals.map((t) => candidateOf(t.weightDecay, t, t.iterations, t.converged));
     for (const c of candidates) await options.onCandidate?.(c);
     const chosen = candidates.reduce((a, c) => (better(c, a) ? c : a));
-    const { params, record } = await solve(objective, features, classes, chosen.weightDecay, zero(), options);
-    return await finish(chosen.weightDecay, params, record, {
-      method: 'k-fold', folds: k, criterion: 'held-out accuracy, then loss', candidates, chosen: chosen.weightDecay,
+    // As LogisticRegressionCV, the strength chosen on the folds is used as is on all the search rows.
+    const weightDecay = applied(chosen.weightDecay);
+    const { params, record } = await solve(objective, features, classes, weightDecay, zero(), options);
+    return await finish(weightDecay, params, record, {
+      method: 'k-fold', folds: k, criterion: 'held-out accuracy, then loss', candidates, chosen: chosen.weightDecay, ...sizes, applied: weightDecay,
     });
   } finally {
     await objective.dispose();

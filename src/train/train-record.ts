@@ -54,6 +54,10 @@ export function describeSearch(result: TrainResult): string[] {
     lines.push(
       `weightDecay auto: chose ${search.chosen} of ${search.candidates.length} candidates by ${search.criterion} (${search.method === 'k-fold' ? `${search.folds}-fold cross-validation on the training split` : 'validation split'})`,
     );
+  if (search && search.searchRows < search.trainRows)
+    lines.push(
+      `weightDecay auto: candidates solved on ${search.searchRows} of the ${search.trainRows} training rows (a stratified subsample); the final fit on all of them uses ${Number(search.applied.toPrecision(3))} (the same penalty on the summed loss)`,
+    );
   const solver = result.solver;
   if (solver)
     lines.push(`lbfgs: ${solver.iterations} iterations, ${solver.stop}, largest gradient component ${solver.gradientNorm.toExponential(2)}`);

@@ -47,6 +47,8 @@ export interface TrainOptions {
   precision?: 'float32' | 'float64';
   /** ONNX engine only: onnxruntime intra-op threads (default: 1 for small heads, else one per core). */
   threads?: number;
+  /** lbfgs with weightDecay 'auto': the search's subsample size (default SEARCH_ROWS; Infinity searches every row), for benchmarks. */
+  searchRows?: number;
 }
 
 export interface TrainResult {
@@ -140,6 +142,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       ...(options.threads ? { threads: options.threads } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.onCandidate ? { onCandidate: options.onCandidate } : {}),
+      ...(options.searchRows ? { searchRows: options.searchRows } : {}),
     });
     const metrics: EpochMetrics = {
       epoch: 1,
