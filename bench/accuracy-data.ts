@@ -196,3 +196,36 @@ export function scaledUp(c: Case, rows: number, classes: number, seed: number): 
   }
   return { features, labels };
 }
+
+/**
+ * Another split of the same labelled rows: train and validation pooled, then
+ * a stratified, seeded 70/30 split again (`seed` 0 returns the case itself).
+ * The mean over several such splits takes out most of the luck of one
+ * validation set, for the case and for the best point of a grid alike.
+ */
+export function resplit(c: Case, seed: number): Case {
+  if (seed === 0) return c;
+  const F = c.width;
+  const n1 = c.train.labels.length;
+  const features = new Float32Array((n1 + c.val.labels.length) * F);
+  features.set(c.train.features);
+  features.set(c.val.features, n1 * F);
+  const labels = Int32Array.from([...c.train.labels, ...c.val.labels]);
+  const rng = new Prng(seed, 11);
+  const train: number[] = [];
+  const val: number[] = [];
+  for (let y = 0; y < c.classes; y++) {
+    const members = Int32Array.from(Array.from(labels.keys()).filter((i) => labels[i] === y));
+    rng.shuffle(members);
+    const cut = Math.round(members.length * 0.7);
+    train.push(...members.subarray(0, cut));
+    val.push(...members.subarray(cut));
+  }
+  const pack = (ids: number[]) => {
+    const out = new Float32Array(ids.length * F);
+    ids.forEach((id, i) => out.set(features.subarray(id * F, (id + 1) * F), i * F));
+    return { features: out, labels: Int32Array.from(ids, (id) => labels[id]!) };
+  };
+  return { ...c, name: `${c.name}, split ${seed}`, train: pack(train), val: pack(val) };
+}
+

@@ -319,6 +319,59 @@ test('weightDecay auto on a large training split: candidates on a stratified sub
   assert.equal(small.indices.length, SEARCH_ROWS);
 });
 
+/** Non-negative, ReLU-like features (a shared positive level plus sparse class bumps) with noisy labels. */
+function reluProblem(rows: number, F: number, C: number, seed: number, flip: number, scale = 1, offset = 0) {
+  const rng = new Prng(seed);
+  const proto = new Prng(99);
+  const bumps = Array.from({ length: C }, () => Float32Array.from({ length: F }, () => (proto.uniform() < 0.2 ? proto.uniform() * 2 : 0)));
+  const features = new Float32Array(rows * F);
+  const labels = new Int32Array(rows);
+  for (let i = 0; i < rows; i++) {
+    const y = i % C;
+    labels[i] = rng.uniform() < flip ? rng.below(C) : y;
+    const level = 0.5 + rng.uniform();
+    for (let k = 0; k < F; k++) {
+      const v = level * (0.3 + bumps[y]![k]!) + (rng.uniform() - 0.5) * 2;
+      features[i * F + k] = (v > 0 ? v : 0) * scale + offset;
+    }
+  }
+  return { features, labels };
+}
+
+test('weightDecay auto weighs an early-stopped head against the L2 path and keeps the better one, folded for raw features, deterministic, blind to scale and offset', async () => {
+  const [F, C] = [32, 5];
+  const results = [];
+  for (const [scale, offset] of [[1, 0], [20, 5]] as const) {
+    const trainSet = reluProblem(400, F, C, 2, 0.4, scale, offset);
+    const valSet = reluProblem(400, F, C, 12, 0.4, scale, offset);
+    const r = await train(options(trainSet, F, C, { optimizer: 'lbfgs', weightDecay: 'auto' }, valSet));
+    const search = r.regularization!;
+    const stopped = search.earlyStopping!;
+    // On this problem early stopping is better on held-out accuracy than every L2 candidate.
+    assert.equal(search.family, 'early stopping', JSON.stringify(search));
+    assert.ok(search.candidates.every((c) => c.accuracy < stopped.accuracy), JSON.stringify(search));
+    assert.equal(r.weightDecay, 0);
+    assert.equal(r.solver, null);
+    assert.equal(r.bestEpoch, stopped.bestEpoch);
+    assert.equal(r.history[r.bestEpoch - 1]!.valAccuracy, stopped.accuracy);
+    // The shift and scale are folded into the layer: raw validation features give what training measured.
+    const e = await evaluate(r.weights, valSet.features, valSet.labels, C);
+    assert.equal(e.accuracy, stopped.accuracy);
+    assert.ok(Math.abs(e.loss - stopped.loss) < 1e-3, `${e.loss} vs ${stopped.loss}`);
+    results.push({ accuracy: stopped.accuracy, epoch: stopped.bestEpoch });
+    if (scale === 1) {
+      const again = await train(options(trainSet, F, C, { optimizer: 'lbfgs', weightDecay: 'auto' }, valSet));
+      assert.deepEqual(again.weights, r.weights);
+    }
+  }
+  assert.deepEqual(results[1], results[0]);
+  // Another draw of the same kind of data: the L2 path is better there and is kept, the early-stopped score recorded.
+  const r = await train(options(reluProblem(400, F, C, 1, 0.4), F, C, { optimizer: 'lbfgs', weightDecay: 'auto' }, reluProblem(400, F, C, 11, 0.4)));
+  assert.equal(r.regularization!.family, 'l2');
+  assert.ok(r.regularization!.earlyStopping!.accuracy <= r.history[0]!.valAccuracy!);
+  assert.equal(r.weightDecay, r.regularization!.applied);
+});
+
 test('the fitted linear head matches between engines through train()', async () => {
   const F = 24;
   const C = 3;

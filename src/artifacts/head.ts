@@ -48,6 +48,8 @@ export interface RegularizationSearchValue {
   chosen: number;
   /** Set when the candidates were solved on a subsample: its rows, all training rows, and the strength the final fit used. */
   subsample?: { searchRows: number; trainRows: number; applied: number };
+  /** The early-stopped candidate, when it ran, and whether the head is it. */
+  earlyStopped?: { lr: number; bestEpoch: number; accuracy: number; loss: number; kept: boolean };
 }
 
 /** A trained head's value: its training history, and how its regularisation was set. */
@@ -88,7 +90,11 @@ function regularizationFromRecord(v: Json | undefined): RegularizationSearchValu
   if (!candidates.length || chosen === null) return null;
   const [searchRows, trainRows, applied] = [num(v.searchRows), num(v.trainRows), num(v.applied)];
   const subsample = searchRows !== null && trainRows !== null && applied !== null && searchRows < trainRows ? { subsample: { searchRows, trainRows, applied } } : {};
-  return { method: typeof v.method === 'string' ? v.method : 'search', folds: num(v.folds), candidates, chosen, ...subsample };
+  const e = isObject(v.earlyStopping) ? v.earlyStopping : null;
+  const [lr, bestEpoch, accuracy, loss] = e ? [num(e.lr), num(e.bestEpoch), num(e.accuracy), num(e.loss)] : [null, null, null, null];
+  const earlyStopped =
+    lr !== null && bestEpoch !== null && accuracy !== null && loss !== null ? { earlyStopped: { lr, bestEpoch, accuracy, loss, kept: v.family === 'early stopping' } } : {};
+  return { method: typeof v.method === 'string' ? v.method : 'search', folds: num(v.folds), candidates, chosen, ...subsample, ...earlyStopped };
 }
 
 export function trainingFromRecord(value: Json | undefined, metrics: { [name: string]: Json }): Training | null {

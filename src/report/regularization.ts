@@ -42,7 +42,11 @@ export function regularizationSearch(search: RegularizationSearchValue): Markup 
   const applied = sub
     ? html` The candidates were solved on a stratified subsample of ${sub.searchRows} of the ${sub.trainRows} training rows; the final fit on all of them used λ = ${Number(sub.applied.toPrecision(3))} (the same penalty on the summed loss).`
     : '';
-  return html`<p>Chosen by held-out accuracy (then loss) on ${where}: <b>λ = ${search.chosen}</b>.${applied}</p>
+  const e = search.earlyStopped;
+  const stopped = e
+    ? html` Early stopping (Adam, lr ${e.lr}, best epoch ${e.bestEpoch} by validation loss) reached ${percent(e.accuracy)}, loss ${decimal(e.loss, 4)}: <b>${e.kept ? 'the head is the early-stopped one' : 'the L2 path is kept'}</b>.`
+    : '';
+  return html`<p>Chosen by held-out accuracy (then loss) on ${where}: <b>λ = ${search.chosen}</b>.${applied}${stopped}</p>
 <div class="two-col"><div>${accuracy}</div><div>${loss}</div></div>
 <table class="kv search"><tr><th>weight decay</th><th>accuracy</th><th>loss</th></tr>${rows}</table>`;
 }

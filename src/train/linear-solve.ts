@@ -9,6 +9,7 @@ import type { EngineName } from './engine.js';
 import type { HeadWeights } from './head.js';
 import { minimize, type CorrectionPairs, type LbfgsResult } from './lbfgs.js';
 import { createObjective, type LinearObjective, type SplitScore } from './objective.js';
+import type { EarlyStoppedCandidate } from './early-stopped-path.js';
 import { Prng } from './prng.js';
 import type { Device } from './spec.js';
 
@@ -57,6 +58,10 @@ export interface RegularizationSearch {
    * the same penalty on the summed loss (the prior's precision), so `chosen` itself without a subsample.
    */
   applied: number;
+  /** The early-stopped candidate weighed against the L2 path's best (train.ts), or null where it did not run. */
+  earlyStopping: EarlyStoppedCandidate | null;
+  /** Where the head comes from: the L2 path at `applied`, or the early-stopped candidate. */
+  family: 'l2' | 'early stopping';
 }
 
 /**
@@ -304,7 +309,7 @@ export async function fitLinearHead(options: FitOptions): Promise<FitResult> {
       // The final fit starts where the chosen candidate stopped, with its curvature (the mean loss's curvature is about the same on a subsample).
       const final = await solve(objective, features, classes, weightDecay, chosen.params, options, chosen.curvature);
       return await finish(weightDecay, final.params, final.record, {
-        method: 'validation split', folds: null, criterion: 'held-out accuracy, then loss', candidates, chosen: chosen.weightDecay, ...sizes, applied: weightDecay,
+        method: 'validation split', folds: null, criterion: 'held-out accuracy, then loss', candidates, chosen: chosen.weightDecay, ...sizes, applied: weightDecay, earlyStopping: null, family: 'l2',
       });
     }
     // No validation split: k-fold on the search rows, every fold over the whole grid, then one solve on all rows.
@@ -333,7 +338,7 @@ export async function fitLinearHead(options: FitOptions): Promise<FitResult> {
     const weightDecay = applied(chosen.weightDecay);
     const { params, record } = await solve(objective, features, classes, weightDecay, zero(), options);
     return await finish(weightDecay, params, record, {
-      method: 'k-fold', folds: k, criterion: 'held-out accuracy, then loss', candidates, chosen: chosen.weightDecay, ...sizes, applied: weightDecay,
+      method: 'k-fold', folds: k, criterion: 'held-out accuracy, then loss', candidates, chosen: chosen.weightDecay, ...sizes, applied: weightDecay, earlyStopping: null, family: 'l2',
     });
   } finally {
     await objective.dispose();

@@ -54,6 +54,11 @@ export function describeSearch(result: TrainResult): string[] {
     lines.push(
       `weightDecay auto: chose ${search.chosen} of ${search.candidates.length} candidates by ${search.criterion} (${search.method === 'k-fold' ? `${search.folds}-fold cross-validation on the training split` : 'validation split'})`,
     );
+  const stopped = search?.earlyStopping;
+  if (stopped)
+    lines.push(
+      `weightDecay auto: early stopping (${stopped.optimizer} lr ${stopped.lr}, best epoch ${stopped.bestEpoch} by validation loss) reached held-out accuracy ${(100 * stopped.accuracy).toFixed(2)} % loss ${stopped.loss.toFixed(4)}: ${search!.family === 'early stopping' ? 'kept, better than the L2 path' : 'the L2 path is kept'}`,
+    );
   if (search && search.searchRows < search.trainRows)
     lines.push(
       `weightDecay auto: candidates solved on ${search.searchRows} of the ${search.trainRows} training rows (a stratified subsample); the final fit on all of them uses ${Number(search.applied.toPrecision(3))} (the same penalty on the summed loss)`,

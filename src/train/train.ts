@@ -7,7 +7,8 @@ import { chooseEngine } from './engine-choice.js';
 import { checkHeadShape, checkWeights, dropoutOf, initHead, layerWidths, type HeadSpec, type HeadWeights } from './head.js';
 import { OnnxEngine } from './onnx.js';
 import { Prng } from './prng.js';
-import { fitLinearHead, type RegularizationSearch, type SolveRecord, type CandidateScore } from './linear-solve.js';
+import { fitLinearHead, SEARCH_ROWS, type RegularizationSearch, type SolveRecord, type CandidateScore } from './linear-solve.js';
+import { anchoredStats, earlyStoppedBudget, EARLY_STOPPED_PATH, type EarlyStoppedCandidate } from './early-stopped-path.js';
 import { AUTO_PATIENCE, learningRate, SpecError, withTrainDefaults, type Device, type TrainSpec } from './spec.js';
 import { checkFinite, featureStats, foldStandardization, standardizeSplit, type FeatureStats } from './standardize.js';
 import { TypeScriptEngine } from './typescript.js';
@@ -153,6 +154,38 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       lr: 0,
       seconds: (performance.now() - started) / 1000,
     };
+    // weightDecay 'auto' also weighs early stopping (early-stopped-path.ts), where a run of epochs is cheap.
+    if (fit.search && raw.val && fit.val && raw.train.indices.length <= SEARCH_ROWS) {
+      const anchor = anchoredStats(raw.train);
+      const path = { ...EARLY_STOPPED_PATH, ...earlyStoppedBudget(raw.train.indices.length) };
+      const stopped = await train({
+        data: { featureWidth, classes, train: standardizeSplit(raw.train, anchor), val: standardizeSplit(raw.val, anchor) },
+        head: options.head,
+        spec: { ...spec, optimizer: path.optimizer, lr: path.lr, epochs: path.epochs, patience: path.patience, batchSize: path.batchSize, weightDecay: 0, standardize: false, lrSchedule: 'constant', minDelta: 0 },
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.threads ? { threads: options.threads } : {}),
+      });
+      const kept = stopped.history[stopped.bestEpoch - 1]!;
+      const candidate: EarlyStoppedCandidate = {
+        optimizer: path.optimizer, lr: path.lr, maxEpochs: path.epochs, patience: path.patience, bestEpoch: stopped.bestEpoch, accuracy: kept.valAccuracy!, loss: kept.valLoss!,
+      };
+      const l2 = { accuracy: metrics.valAccuracy!, loss: metrics.valLoss! };
+      const earlyWins = candidate.accuracy > l2.accuracy || (candidate.accuracy === l2.accuracy && candidate.loss < l2.loss);
+      fit.search.earlyStopping = candidate;
+      if (earlyWins) {
+        fit.search.family = 'early stopping';
+        for (const m of stopped.history) await options.onEpoch?.(m);
+        return {
+          ...stopped,
+          // Trained on the anchored features: the shift and scale fold into the layer like standardisation.
+          weights: foldStandardization(stopped.weights, anchor),
+          spec,
+          standardization: anchor,
+          solver: null,
+          regularization: fit.search,
+        };
+      }
+    }
     await options.onEpoch?.(metrics);
     return {
       weights: unfold(fit.weights),
