@@ -314,6 +314,11 @@ test('weightDecay auto on a large training split: candidates on a stratified sub
   assert.ok(maxDiff(plain.weights.layers[0]!.weight, a.weights.layers[0]!.weight) < 5e-3, `${maxDiff(plain.weights.layers[0]!.weight, a.weights.layers[0]!.weight)}`);
   const b = await run();
   assert.deepEqual(b.weights, a.weights);
+  // Without a validation split: k-fold on the same subsample, the same carry to every row.
+  const folded = (await train(options(trainSet, F, C, { optimizer: 'lbfgs', weightDecay: 'auto', weightDecayGrid: [1, 0.1, 0.01] }))).regularization!;
+  assert.equal(folded.method, 'k-fold');
+  assert.equal(folded.searchRows, sub.indices.length);
+  assert.equal(folded.applied, (folded.chosen * folded.searchRows) / rows);
   // A split under about twice SEARCH_ROWS is searched whole.
   const small = searchSubset(split(problem(SEARCH_ROWS, F, C, 23), F), 0);
   assert.equal(small.indices.length, SEARCH_ROWS);
