@@ -10,7 +10,7 @@
 // features that keep their sign and their relative spread does not: on the
 // fixture photos labelled with 29 of the backbone's ImageNet classes it
 // reached a held-out loss of 0.85–0.99 where the best L2 strength reached
-// 0.93–1.10, over five splits (docs/accuracy.md). So the features go in
+// 0.93–1.03, over five splits (docs/accuracy.md). So the features go in
 // shifted by their training minimum and divided by one common scale: as
 // invariant to a backbone's output scale and offset as standardisation, but
 // neither centred nor equalised per feature.
