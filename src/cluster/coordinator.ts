@@ -6,8 +6,6 @@
 // persistence) is added again when its result is not there, and a result
 // that is there is taken whoever computed it. Workers execute; only the run plans.
 import { Queue, Worker } from 'bullmq';
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,6 +13,7 @@ import type { Redis } from 'ioredis';
 import type { TransformSpec } from '../images/transform-spec.js';
 import { RemoteError } from '../remote/backend.js';
 import { errorMessage, Interrupted } from '../runner/errors.js';
+import { hashFile } from '../runner/store.js';
 import { computeChunk } from './compute-chunk.js';
 import { connect, displayUrl, keys, lockDurationMs, parseQueueUrl, PREFIX, QueueUnavailable, queueName, queueTimeoutMs, reconnectDelay } from './connection.js';
 import type { Exchange } from './exchange.js';
@@ -88,12 +87,6 @@ const POLL_MS = 200;
 const STATE_CHECK_MS = 2000;
 /** How long workers get to find a new queue before a run that only coordinates decides nobody serves it. */
 const DISCOVERY_GRACE_MS = 5000;
-
-async function hashFile(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
 
 /** The folder jobs name images relative to: the project when every image is inside it, else their common folder. */
 export function dataRootOf(files: string[], projectDir: string): string {

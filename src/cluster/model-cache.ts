@@ -2,21 +2,14 @@
 // remote once, verified as they arrive, and checked again before each job,
 // so a copy that changed on disk (a byte flipped, a file replaced) makes the
 // worker refuse instead of contributing features of another model.
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { errorMessage } from '../runner/errors.js';
+import { hashFile } from '../runner/store.js';
 import type { Exchange } from './exchange.js';
 import type { Requirements } from './feature-job.js';
 
 export type ModelCopy = { ok: true; path: string } | { ok: false; refuse: boolean; reason: string };
-
-async function hashFile(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
 
 export class ModelCache {
   /** Verified copies by path: size and mtime when last hashed. */
