@@ -3,7 +3,7 @@
 import { Queue } from 'bullmq';
 import path from 'node:path';
 import { ExitCode, UsageError } from '../runner/errors.js';
-import { connect, displayUrl, keys, parseQueueUrl, PREFIX, QueueUnavailable, queueName, queueTimeoutMs } from './connection.js';
+import { connect, displayUrl, keys, liveWorkerStatuses, parseQueueUrl, PREFIX, QueueUnavailable, queueName, queueTimeoutMs } from './connection.js';
 import { QueueCluster } from './coordinator.js';
 import { findProjectDir } from '../runner/analyze.js';
 import type { ResolvedRemote } from '../remote/config.js';
@@ -154,16 +154,7 @@ export async function workersCommand(values: ClusterValues): Promise<number> {
       if (Date.now() - started > Math.min(queueTimeoutMs(), 10_000)) throw new QueueUnavailable(`Redis at ${displayUrl(queue)} could not be reached (${lastError || redis.status}).`);
       await new Promise((r) => setTimeout(r, 100));
     }
-    const workers: WorkerStatus[] = [];
-    let cursor = '0';
-    do {
-      const [next, found] = await redis.scan(cursor, 'MATCH', keys.workerPattern, 'COUNT', 200);
-      cursor = next;
-      for (const key of found) {
-        const text = await redis.get(key);
-        if (text) workers.push(JSON.parse(text) as WorkerStatus);
-      }
-    } while (cursor !== '0');
+    const workers = await liveWorkerStatuses<WorkerStatus>(redis);
     workers.sort((a, b) => a.name.localeCompare(b.name));
     const queues: { id: string; model: string; counts: Record<string, number> }[] = [];
     for (const [id, text] of Object.entries(await redis.hgetall(keys.requirements))) {

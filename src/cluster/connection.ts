@@ -84,5 +84,25 @@ export const keys = {
 
 export const queueName = (req: string) => `features-${req}`;
 
+/** The status records of the live workers: one key each, kept alive by its lease. */
+export async function liveWorkerStatuses<T extends { queues?: string[] }>(redis: Redis): Promise<T[]> {
+  const statuses: T[] = [];
+  let cursor = '0';
+  do {
+    const [next, found] = await redis.scan(cursor, 'MATCH', keys.workerPattern, 'COUNT', 200);
+    cursor = next;
+    for (const key of found) {
+      const text = await redis.get(key); // gone since the scan: its lease ran out
+      if (text) statuses.push(JSON.parse(text) as T);
+    }
+  } while (cursor !== '0');
+  return statuses;
+}
+
+/** How many live workers take jobs from `queue` (a requirements id, or the sweep members' queue). */
+export async function workersServing(redis: Redis, queue: string): Promise<number> {
+  return (await liveWorkerStatuses(redis)).filter((s) => s.queues?.includes(queue)).length;
+}
+
 /** Redis could not be reached for longer than the timeout: exit 69 (EX_UNAVAILABLE). */
 export class QueueUnavailable extends ServiceUnavailable {}

@@ -15,7 +15,7 @@ import { RemoteError } from '../remote/backend.js';
 import { errorMessage, Interrupted } from '../runner/errors.js';
 import { hashFile } from '../runner/store.js';
 import { computeChunk } from './compute-chunk.js';
-import { connect, displayUrl, keys, lockDurationMs, parseQueueUrl, PREFIX, QueueUnavailable, queueName, queueTimeoutMs, reconnectDelay } from './connection.js';
+import { connect, displayUrl, keys, lockDurationMs, parseQueueUrl, PREFIX, QueueUnavailable, queueName, queueTimeoutMs, reconnectDelay, workersServing } from './connection.js';
 import type { Exchange } from './exchange.js';
 import { FEATURE_JOB_FORMAT, type FeatureJobData, featureJobId, type JobImage, type Requirements, requirementsId, type ResultHeader, verifyResult } from './feature-job.js';
 import { featureProcessor, type JobSummary } from './processor.js';
@@ -264,19 +264,7 @@ export class QueueCluster implements Cluster {
         };
         if (this.options.localConcurrency > 0) startLocal(this.options.localConcurrency);
         /** Live workers (by their leases) that take this queue's jobs. */
-        const serving = async () => {
-          let count = 0;
-          let cursor = '0';
-          do {
-            const [next, found] = await redis.scan(cursor, 'MATCH', keys.workerPattern, 'COUNT', 200);
-            cursor = next;
-            for (const key of found) {
-              const status = JSON.parse((await redis.get(key)) ?? 'null') as { queues?: string[] } | null;
-              if (status?.queues?.includes(reqId)) count++;
-            }
-          } while (cursor !== '0');
-          return count;
-        };
+        const serving = () => workersServing(redis, reqId);
 
         let lastStateCheck = 0;
         let lastListing = Date.now();

@@ -13,7 +13,7 @@ import type { RemoteCache } from '../remote/cache.js';
 import { errorMessage, Interrupted } from '../runner/errors.js';
 import type { StepRegistry } from '../runner/registry.js';
 import type { ArtifactStore } from '../runner/store.js';
-import { connect, displayUrl, keys, PREFIX, parseQueueUrl, queueTimeoutMs, reconnectDelay } from './connection.js';
+import { connect, displayUrl, PREFIX, parseQueueUrl, queueTimeoutMs, reconnectDelay, workersServing } from './connection.js';
 import { externalInputs, type MemberJobData, memberJobId, type MemberOutcome, MEMBERS_QUEUE, memberProcessor } from './sweep-job.js';
 
 export interface MemberSpreadOptions {
@@ -122,16 +122,7 @@ export async function spreadMembers(members: MemberJobData[], options: MemberSpr
     if (options.localConcurrency > 0) startLocal(options.localConcurrency);
     const addedAt = Date.now();
     /** Live workers (by their leases) that take member jobs. */
-    const serving = async () => {
-      let count = 0;
-      let cursor = '0';
-      do {
-        const [next, found] = await redis.scan(cursor, 'MATCH', keys.workerPattern, 'COUNT', 200);
-        cursor = next;
-        for (const key of found) if ((JSON.parse((await redis.get(key)) ?? 'null') as { queues?: string[] } | null)?.queues?.includes(MEMBERS_QUEUE)) count++;
-      } while (cursor !== '0');
-      return count;
-    };
+    const serving = () => workersServing(redis, MEMBERS_QUEUE);
     let lastCheck = 0;
     let downSince: number | undefined;
     while (pending.size) {
