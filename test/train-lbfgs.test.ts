@@ -5,7 +5,6 @@
 // and the errors bad input gets.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { FeatureSplit } from '../src/train/data.js';
 import { evaluate } from '../src/train/evaluate.js';
 import { minimize } from '../src/train/lbfgs.js';
 import { assignFolds, fitLinearHead, SEARCH_ROWS, searchSubset, solve } from '../src/train/linear-solve.js';
@@ -13,6 +12,7 @@ import { createObjective, OnnxObjective, TypeScriptObjective } from '../src/trai
 import { Prng } from '../src/train/prng.js';
 import { DEFAULT_WEIGHT_DECAY_GRID, parseTrainSpec } from '../src/train/spec.js';
 import { featureStats, foldStandardization, standardizeSplit } from '../src/train/standardize.js';
+import { compactSplit, type FeatureSplit } from '../src/train/data.js';
 import { train, type TrainOptions } from '../src/train/train.js';
 import { typescriptLogits } from '../src/train/typescript.js';
 
@@ -214,6 +214,36 @@ test('a constant feature is left unscaled (no division by zero)', () => {
   const stats = featureStats({ features, labels: Int32Array.of(0, 1, 0), indices: Int32Array.of(0, 1, 2), width: 2 });
   assert.equal(stats.std[0], 1);
   assert.ok(Math.abs(stats.std[1]! - Math.sqrt(8 / 3)) < 1e-12);
+});
+
+test('feature statistics of a feature whose mean dwarfs its spread match a two-pass float64 reference', () => {
+  const n = 400;
+  const F = 3;
+  const rng = new Prng(21);
+  const features = Float32Array.from({ length: n * F }, (_, i) => [1e5, 0, -3][i % F]! + (i % F === 1 ? 0 : rng.uniform() * 0.01));
+  const rows = Int32Array.from({ length: n / 2 }, (_, i) => 2 * i + 1);
+  const stats = featureStats({ features, labels: new Int32Array(n), indices: rows, width: F });
+  for (let k = 0; k < F; k++) {
+    let m = 0;
+    for (const r of rows) m += features[r * F + k]! / rows.length;
+    let v = 0;
+    for (const r of rows) v += (features[r * F + k]! - m) ** 2 / rows.length;
+    const sd = Math.sqrt(v) > 0 ? Math.sqrt(v) : 1;
+    assert.ok(Math.abs(stats.mean[k]! - m) <= 1e-9 * Math.max(1, Math.abs(m)), `feature ${k}: mean ${stats.mean[k]} against ${m}`);
+    assert.ok(Math.abs(stats.std[k]! - sd) <= 1e-6 * sd, `feature ${k}: std ${stats.std[k]} against ${sd}`);
+  }
+});
+
+test('compactSplit gathers a subset into contiguous rows in order and keeps an already contiguous split as it is', () => {
+  const features = Float32Array.from({ length: 12 }, (_, i) => i);
+  const labels = Int32Array.of(0, 1, 0, 1, 1, 0);
+  const subset = { features, labels, indices: Int32Array.of(4, 1, 5), width: 2 };
+  const c = compactSplit(subset);
+  assert.deepEqual([...c.features], [8, 9, 2, 3, 10, 11]);
+  assert.deepEqual([...c.labels], [1, 1, 0]);
+  assert.deepEqual([...c.indices], [0, 1, 2]);
+  const run = { features, labels, indices: Int32Array.of(2, 3, 4), width: 2 };
+  assert.equal(compactSplit(run), run);
 });
 
 const options = (p: ReturnType<typeof problem>, F: number, C: number, spec: TrainOptions['spec'], val?: ReturnType<typeof problem>): TrainOptions => ({

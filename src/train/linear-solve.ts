@@ -4,7 +4,7 @@
 // over candidate strengths, from strong to weak, each solve warm-started
 // from the previous one, scored on the validation split (or by k-fold
 // cross-validation on the training split when there is none).
-import type { FeatureSplit } from './data.js';
+import { compactSplit, type FeatureSplit } from './data.js';
 import type { EngineName } from './engine.js';
 import type { HeadWeights } from './head.js';
 import { minimize, type CorrectionPairs, type LbfgsResult } from './lbfgs.js';
@@ -228,7 +228,9 @@ export function assignFolds(split: FeatureSplit, k: number, seed: number, stream
   const byClass = new Map<number, number[]>();
   split.indices.forEach((row, i) => {
     const y = split.labels[row]!;
-    byClass.set(y, [...(byClass.get(y) ?? []), i]);
+    const members = byClass.get(y);
+    if (members) members.push(i);
+    else byClass.set(y, [i]);
   });
   const fold = new Int32Array(split.indices.length);
   let offset = 0;
@@ -255,7 +257,7 @@ function candidateOf(weightDecay: number, held: SplitScore, iterations: number, 
 /** The rows the search solves its candidates on: every training row, or one stratified part of about SEARCH_ROWS. */
 export function searchSubset(split: FeatureSplit, seed: number, searchRows = SEARCH_ROWS): FeatureSplit {
   const parts = Math.round(split.indices.length / searchRows);
-  return parts >= 2 ? subset(split, assignFolds(split, parts, seed, 5), 0, true) : split;
+  return parts >= 2 ? compactSplit(subset(split, assignFolds(split, parts, seed, 5), 0, true)) : split;
 }
 
 export async function fitLinearHead(options: FitOptions): Promise<FitResult> {
@@ -319,7 +321,7 @@ export async function fitLinearHead(options: FitOptions): Promise<FitResult> {
     for (let f = 0; f < k; f++) {
       const held = subset(searchSplit, fold, f, true);
       if (held.indices.length === 0) continue;
-      await withSearchObjective(subset(searchSplit, fold, f, false), (foldObjective) =>
+      await withSearchObjective(compactSplit(subset(searchSplit, fold, f, false)), (foldObjective) =>
         walkPath(foldObjective, options, grid, held, false, (p) => {
           const t = totals.find((x) => x.weightDecay === p.weightDecay)!;
           t.lossSum += p.held.lossSum;

@@ -35,32 +35,50 @@ export function nonFiniteRows(split: FeatureSplit, limit = Infinity): number[] {
   return bad;
 }
 
+/** Whether every value of the split's rows is finite: their float64 sum is (finite float32 values cannot overflow it). */
+function allFinite(split: FeatureSplit): boolean {
+  const { features: x, indices, width: F } = split;
+  let sum = 0;
+  for (let r = 0; r < indices.length; r++) {
+    const at = indices[r]! * F;
+    for (let k = 0; k < F; k++) sum += x[at + k]!;
+  }
+  return Number.isFinite(sum);
+}
+
 /** Throws DataError naming the first rows with non-finite features. */
 export function checkFinite(split: FeatureSplit, what: string): void {
+  if (allFinite(split)) return;
   const bad = nonFiniteRows(split, 10);
   if (bad.length) throw new DataError(`${what}: feature vectors ${bad.join(', ')}${bad.length === 10 ? ', …' : ''} contain NaN or infinite values`);
 }
 
-/** Mean and standard deviation of each feature over the split's rows (two passes, float64). */
+/**
+ * Mean and standard deviation of each feature over the split's rows, in one
+ * float64 pass over values shifted by the first row (the shift keeps the sum
+ * of squares from cancelling when a feature's mean dwarfs its spread).
+ */
 export function featureStats(split: FeatureSplit): FeatureStats {
-  const F = split.width;
-  const n = split.indices.length;
-  const mean = new Float64Array(F);
-  const std = new Float64Array(F);
+  const { features: x, indices, width: F } = split;
+  const n = indices.length;
+  const shift = new Float64Array(F);
+  const sum = new Float64Array(F);
+  const squares = new Float64Array(F);
+  if (n > 0) for (let k = 0; k < F; k++) shift[k] = x[indices[0]! * F + k]!;
   for (let r = 0; r < n; r++) {
-    const at = split.indices[r]! * F;
-    for (let k = 0; k < F; k++) mean[k] += split.features[at + k]!;
-  }
-  for (let k = 0; k < F; k++) mean[k] /= n;
-  for (let r = 0; r < n; r++) {
-    const at = split.indices[r]! * F;
+    const at = indices[r]! * F;
     for (let k = 0; k < F; k++) {
-      const d = split.features[at + k]! - mean[k]!;
-      std[k] += d * d;
+      const d = x[at + k]! - shift[k]!;
+      sum[k] += d;
+      squares[k] += d * d;
     }
   }
+  const mean = new Float64Array(F);
+  const std = new Float64Array(F);
   for (let k = 0; k < F; k++) {
-    const s = Math.sqrt(std[k]! / n);
+    const m = sum[k]! / n;
+    mean[k] = shift[k]! + m;
+    const s = Math.sqrt(Math.max(0, squares[k]! / n - m * m));
     // A constant feature (a dead ReLU channel, quantisation) carries nothing;
     // scaling it would divide by zero. scikit-learn's StandardScaler does the same.
     std[k] = s > 1e-12 * Math.max(1, Math.abs(mean[k]!)) ? s : 1;
@@ -74,12 +92,14 @@ export function standardizeSplit(split: FeatureSplit, stats: FeatureStats): Feat
   const n = split.indices.length;
   const features = new Float32Array(n * F);
   const labels = new Int32Array(n);
+  const { features: x, indices: rows } = split;
+  const mean = stats.mean;
   const inv = stats.std.map((s) => 1 / s);
   for (let r = 0; r < n; r++) {
-    const src = split.indices[r]! * F;
+    const src = rows[r]! * F;
     const dst = r * F;
-    for (let k = 0; k < F; k++) features[dst + k] = (split.features[src + k]! - stats.mean[k]!) * inv[k]!;
-    labels[r] = split.labels[split.indices[r]!]!;
+    for (let k = 0; k < F; k++) features[dst + k] = (x[src + k]! - mean[k]!) * inv[k]!;
+    labels[r] = split.labels[rows[r]!]!;
   }
   const indices = new Int32Array(n);
   for (let r = 0; r < n; r++) indices[r] = r;
