@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -324,6 +325,15 @@ def run(args, tmp, out_rel):
           f"({args.epochs} epochs x {n_train} + {args.test} test), tlpipe {tl_passes} (each image once), "
           f"{torch_passes / tl_passes:.1f}x; CPU per pass: PyTorch {1000 * rows[0][4] / torch_passes:.0f} ms, "
           f"tlpipe {1000 * rows[0][5] / tl_passes:.0f} ms (whole job's CPU / passes)")
+    # The floor of any job over these images: onnxruntime alone on the same
+    # fp32 file, timed now, at the settings it is fastest with.
+    alone = json.loads(sh(f"node dist/bench/inference-alone.js {shlex.quote(onnx)} --images 64 --reps 3 --json"))
+    floor = tl_passes * alone["best"]["wallMsPerImage"] / 1000
+    print(f"onnxruntime alone on the fp32 model (bench/inference-alone.ts, batch {alone['best']['batch']}, spinning "
+          f"{'on' if alone['best']['spinning'] else 'off'}): {alone['best']['wallMsPerImage']:.1f} ms per image, so the "
+          f"{tl_passes} passes take at least {floor:.1f} s even with no decoding and no other stage; against PyTorch's "
+          f"{rows[0][1]:.1f} s no fp32 job can exceed {rows[0][1] / floor:.1f}x here (tlpipe: {rows[0][3]:.1f}x, "
+          f"{100 * floor / rows[0][2]:.0f} % of its wall time is that floor)")
     if tl8_full:
         q = tl8_full[0].summary["metrics"].get("quantize", {})
         print(f"tlpipe int8 (backbone.quantize): features agree with fp32 at cosine {q.get('cosineMean', float('nan')):.4f} "
