@@ -118,6 +118,16 @@ async function measureCase(draws: Case[], log: (s: string) => void, withSklearn 
     log(`  ${(draws[0]!.name + (draws.length > 1 ? ` (mean of ${draws.length} draws)` : '')).padEnd(52)} default ${pct(mean(defaults)).padStart(7)} (λ ${chosen.join(',')})`);
     return { name: draws[0]!.name, trainRows: 0, classes: 0, defaultAccuracy: mean(defaults), chosen: chosen.join(','), best: { accuracy: 0, at: '' }, classic: 0, sklearn: null };
   }
+  if (draws.length > 1 && draws[0]!.name.includes('splits')) {
+    // Whether the first split's winning grid point wins elsewhere: its mean on the other splits against the default's.
+    const first = [...grids[0]!.entries()].reduce((a, e) => (e[1] > a[1] ? e : a));
+    const others = grids.slice(1);
+    const [flr, fE] = first[0].split('|');
+    log(
+      `    the first split's best grid point (lr ${flr}, ${fE} epochs, ${pct(first[1])} there) on the other ${others.length} splits: ` +
+        `${pct(mean(others.map((g) => g.get(first[0])!)))}; the default there: ${pct(mean(defaults.slice(1)))}`,
+    );
+  }
   const averaged = [...grids[0]!.keys()].map((k) => ({ at: k, accuracy: mean(grids.map((g) => g.get(k)!)) }));
   const best = averaged.reduce((a, p) => (p.accuracy > a.accuracy ? p : a));
   const [lr, E] = best.at.split('|');
