@@ -5,7 +5,7 @@ fresh cache), its wall time and the CPU time of its process tree, then a fully
 cached run and a rerun with a new learning rate. With --int8 the same for
 pipelines/catsdogs-int8.yaml (backbone.quantize after the cut).
 
-    /usr/bin/python3 bench/classic/profile.py [--arch resnet50] [--train-per-class 200] [--test 100] [--int8]
+    /usr/bin/python3 bench/classic/profile.py [--arch resnet50] [--train-per-class 200] [--test 100] [--int8 | --int8-only]
 
 Run `npm run build` first. Needs Debian's python3-torch and python3-torchvision
 (for the export: random weights, torch.manual_seed(0), standing in for
@@ -35,6 +35,7 @@ def parse_args(argv):
     p.add_argument("--test", type=int, default=100)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--int8", action="store_true", help="also profile pipelines/catsdogs-int8.yaml")
+    p.add_argument("--int8-only", action="store_true", help="profile pipelines/catsdogs-int8.yaml alone (implies --int8)")
     p.add_argument("--fixtures", default=os.environ.get("TLPIPE_FIXTURES", os.path.join(REPO, "..", "shared", "fixtures")))
     return p.parse_args(argv)
 
@@ -87,8 +88,9 @@ def main(argv):
         print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f} at the start")
         print(f"tlpipe at {sh('git rev-parse --short HEAD')}; {args.arch} torch export (random weights, seed 0) {os.path.getsize(model) / 1e6:.1f} MB at {model}")
         print(f"data: {n} images ({2 * args.train_per_class} train/val + {args.test} test), {args.epochs} epochs")
-        table(f"pipelines/catsdogs.yaml, {args.arch} fp32", profile("pipelines/catsdogs.yaml", STAGES, model, data, tmp, args.epochs))
-        if args.int8:
+        if not args.int8_only:
+            table(f"pipelines/catsdogs.yaml, {args.arch} fp32", profile("pipelines/catsdogs.yaml", STAGES, model, data, tmp, args.epochs))
+        if args.int8 or args.int8_only:
             stages = STAGES[:4] + ["quantize"] + STAGES[4:]
             table(f"pipelines/catsdogs-int8.yaml, {args.arch} int8", profile("pipelines/catsdogs-int8.yaml", stages, model, data, tmp, args.epochs))
         print("\nCPU = user + sys of the tlpipe process tree (kernel accounting); each row is its own process, start included.")

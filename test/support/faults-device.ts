@@ -13,17 +13,46 @@ const bash = async (...args: string[]) => {
   return { code: r.exitCode ?? -1, out: String(r.all) };
 };
 
-/** A copy of the built app (hard links: nothing is copied) whose onnxruntime-node has a provider file that cannot load. */
-async function appWithBrokenProvider(): Promise<string> {
-  const app = await scratchDir('app-broken-provider');
-  for (const dir of ['node_modules', 'dist']) {
-    const r = await execa('cp', ['-al', path.join(repoRoot, dir), path.join(app, dir)], { reject: false });
-    if (r.exitCode !== 0) throw new SkipTrial(`cannot hard-link ${dir} into ${app}: ${String(r.stderr).split('\n')[0]}`);
+const PROVIDER_DIR = ['onnxruntime-node', 'bin', 'napi-v6', 'linux', 'x64'];
+const PROVIDER_FILE = 'libonnxruntime_providers_cuda.so';
+
+const isInside = (child: string, parent: string) => {
+  const rel = path.relative(parent, child);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+};
+
+/** `from` (a symlink is followed to the folder it names) copied to `to` as hard links: nothing is copied. */
+async function hardLinkTree(from: string, to: string): Promise<void> {
+  const real = await fs.realpath(from);
+  const r = await execa('cp', ['-al', real, to], { reject: false });
+  if (r.exitCode !== 0) throw new SkipTrial(`cannot hard-link ${from} into ${path.dirname(to)}: ${String(r.stderr).split('\n')[0]}`);
+}
+
+/**
+ * A copy of the built app at `root` (hard links: nothing is copied) whose
+ * onnxruntime-node has a provider file that cannot load. A symlinked
+ * node_modules, or a symlinked package inside it, is copied too, never kept as
+ * a link: the broken provider must land in the copy, not in the real package.
+ */
+export async function appWithBrokenProvider(root = repoRoot, into?: string): Promise<string> {
+  const app = into ?? (await scratchDir('app-broken-provider'));
+  for (const dir of ['node_modules', 'dist']) await hardLinkTree(path.join(root, dir), path.join(app, dir));
+  await fs.cp(path.join(root, 'schemas'), path.join(app, 'schemas'), { recursive: true });
+  await fs.copyFile(path.join(root, 'package.json'), path.join(app, 'package.json'));
+  let bin = path.join(app, 'node_modules');
+  for (const part of PROVIDER_DIR) {
+    bin = path.join(bin, part);
+    if (!(await fs.lstat(bin)).isSymbolicLink()) continue;
+    const target = await fs.realpath(bin);
+    await fs.unlink(bin);
+    await hardLinkTree(target, bin);
   }
-  await fs.cp(path.join(repoRoot, 'schemas'), path.join(app, 'schemas'), { recursive: true });
-  await fs.copyFile(path.join(repoRoot, 'package.json'), path.join(app, 'package.json'));
-  const bin = path.join(app, 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', 'linux', 'x64');
-  const provider = path.join(bin, 'libonnxruntime_providers_cuda.so');
+  // Every folder on the way is now the copy's own: anything written there stays in the copy.
+  const realApp = await fs.realpath(app);
+  if (!isInside(await fs.realpath(bin), realApp)) throw new Error(`${bin} resolves outside the copy ${realApp}; refusing to write a provider there`);
+  const provider = path.join(bin, PROVIDER_FILE);
+  // An installed provider is a hard link here: unlinking it removes the copy's name only.
+  await fs.rm(provider, { force: true });
   // A new file, never one of the hard links, so the real package is untouched.
   await fs.writeFile(provider, 'not a shared library\n', { flag: 'wx' });
   return app;
