@@ -21,6 +21,8 @@ import { cutAtFeatures } from '../src/onnx/cut.js';
 import { parseModel } from '../src/onnx/model.js';
 import { type CalibrationBatch, quantizeModel } from '../src/onnx/quantize.js';
 import { fixture, haveFixtures } from '../test/support/fixtures.js';
+import { spinningAlone } from '../src/features/threads.js';
+import { PhaseTimer } from '../src/phase-timer.js';
 
 const USAGE = 'usage: node dist/bench/quantize.js MODEL.onnx [--calibration 64] [--check 64] [--reps 5] [--batch 8]';
 
@@ -76,12 +78,14 @@ async function main(): Promise<void> {
   const check = await photos(args.check, args.calibration, args.batch);
   const sessionOptions = { intraOpNumThreads: cores, interOpNumThreads: 1 };
   let started = performance.now();
-  const q = await quantizeModel(cut.bytes, { source: args.model, calibration, check, intraOpThreads: cores, minCosine: 0 });
+  const timer = new PhaseTimer();
+  const q = await quantizeModel(cut.bytes, { source: args.model, calibration, check, intraOpThreads: cores, spinning: spinningAlone(), minCosine: 0, timer });
   console.log(
     `quantized in ${((performance.now() - started) / 1000).toFixed(1)} s (calibration on ${args.calibration} photos): ` +
       `${Object.entries(q.quantizedNodes).map(([op, n]) => `${n} ${op}`).join(', ')}; ${q.foldedBatchNorms} BatchNormalization and ${q.foldedActivations} activations folded; ` +
       `${q.perChannel ? 'per-channel' : 'per-tensor'} weights, opset ${q.opset}; ${(cut.bytes.length / 1e6).toFixed(1)} → ${(q.bytes.length / 1e6).toFixed(1)} MB`,
   );
+  console.log(`phases: ${timer.summary()}`);
   console.log(`features, int8 vs fp32, on ${q.agreement.images} other photos: cosine similarity mean ${q.agreement.mean.toFixed(5)}, min ${q.agreement.min.toFixed(5)}`);
 
   const dir = await mkdtemp(path.join(os.tmpdir(), 'tlpipe-bench-quantize-'));

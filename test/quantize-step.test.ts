@@ -61,6 +61,13 @@ test('a float backbone is quantized once, feeds the features and the exported mo
   assert.ok(summary.stages.every((s) => s.status === 'ran'), JSON.stringify(summary.stages));
   assert.ok(summary.metrics.quantize!.cosineMean! >= 0.98, JSON.stringify(summary.metrics.quantize));
   assert.match(first.stderr, /quantize: int8: 2 Conv, 1 MaxPool, 1 Add; per-channel weights; [\d.]+ → [\d.]+ kB; calibrated on 8 images; features agree with float at cosine (0\.9\d+|1\.0000) \(min (0\.9\d+|1\.0000)\) on 4 others/);
+  // Where its time went, phase by phase, CPU beside wall.
+  const phases = /quantize: time: (.*)/.exec(first.stderr)?.[1] ?? '';
+  assert.deepEqual(
+    phases.split(', ').map((p) => /^(\w+) [\d.]+ s \(CPU [\d.]+ s\)$/.exec(p)?.[1]),
+    ['decode', 'read', 'parse', 'plan', 'calibration', 'rewrite', 'encode', 'check'],
+    phases,
+  );
 
   // The exported classifier carries the int8 backbone and runs.
   const exported = await readFile(path.join(dir, 'out', 'catsdogs-int8', 'model.onnx'));

@@ -17,7 +17,7 @@
 // before it is returned.
 import type { InferenceSession } from 'onnxruntime-node';
 import { attr } from './builder.js';
-import { type CalibrationBatch, type Range, calibrateRanges } from './calibrate.js';
+import { type CalibrationBatch, Calibrator, type Range } from './calibrate.js';
 import { foldBatchNorms } from './fold-batchnorm.js';
 import {
   type OnnxGraph,
@@ -38,6 +38,7 @@ import { uniqueName } from './names.js';
 import { pruneUnreachable } from './prune.js';
 import { pb } from './protobuf.js';
 import { createSession } from './runtime.js';
+import { PhaseTimer } from '../phase-timer.js';
 import { constantTensor, float32Data } from './tensor-data.js';
 
 export type { CalibrationBatch } from './calibrate.js';
@@ -53,6 +54,10 @@ export interface QuantizeOptions {
   minCosine?: number;
   /** onnxruntime threads of the calibration and check sessions (default: onnxruntime's, one per core). */
   intraOpThreads?: number;
+  /** onnxruntime's spin-waiting in those sessions (default off; src/features/threads.ts, spinningAlone, says when it pays). */
+  spinning?: boolean;
+  /** Records the time of each phase (parse, plan, calibration, rewrite, encode, check). */
+  timer?: PhaseTimer;
 }
 
 export interface QuantizedModel {
@@ -429,30 +434,28 @@ function cosines(a: Float32Array, b: Float32Array, rows: number): number[] {
   return out;
 }
 
+/** int8 against float outputs on `batches`: the float ones from the calibration session, which runs the given float model. */
 async function agreement(
-  floatBytes: Uint8Array,
+  float: Calibrator,
   int8Bytes: Uint8Array,
   inputName: string,
   batches: readonly CalibrationBatch[],
-  intraOpThreads: number | undefined,
+  settings: { intraOpThreads: number | undefined; spinning: boolean },
   source: string,
 ): Promise<QuantizedModel['agreement']> {
   const ort = await import('onnxruntime-node');
-  const settings = { device: 'cpu' as const, intraOpThreads, spinning: false };
-  const reference = await createSession(floatBytes, settings, `${source} (float)`);
-  let quantized: InferenceSession | undefined;
+  let quantized: InferenceSession;
   try {
-    try {
-      quantized = await createSession(int8Bytes, settings, `${source} (int8)`);
-    } catch (e) {
-      throw new OnnxModelError(`the int8 model written for ${source} does not load in onnxruntime (${(e as Error).message.split('\n')[0]}); it was not kept.`);
-    }
+    quantized = await createSession(int8Bytes, { device: 'cpu', ...settings }, `${source} (int8)`);
+  } catch (e) {
+    throw new OnnxModelError(`the int8 model written for ${source} does not load in onnxruntime (${(e as Error).message.split('\n')[0]}); it was not kept.`);
+  }
+  try {
     const all: number[] = [];
     for (const batch of batches) {
-      const feeds = { [inputName]: new ort.Tensor('float32', batch.data, batch.dims) };
-      const [fa, qa] = [await reference.run(feeds), await quantized.run(feeds)];
-      for (const name of reference.outputNames) {
-        const x = fa[name]!;
+      const fa = await float.outputs(batch);
+      const qa = await quantized.run({ [inputName]: new ort.Tensor('float32', batch.data, batch.dims) });
+      for (const [name, x] of Object.entries(fa)) {
         const y = qa[name];
         if (!y || y.type !== 'float32' || x.type !== 'float32') continue;
         all.push(...cosines(x.data as Float32Array, y.data as Float32Array, x.dims[0] ?? 1));
@@ -461,29 +464,60 @@ async function agreement(
     const mean = all.reduce((s, c) => s + c, 0) / Math.max(1, all.length);
     return { mean, min: Math.min(...all), images: all.length };
   } finally {
-    await reference.release();
-    await quantized?.release();
+    await quantized.release();
   }
 }
 
 /** Quantizes a float32 model statically to int8 (QDQ), calibrated on `options.calibration`. */
 export async function quantizeModel(modelBytes: Uint8Array, options: QuantizeOptions): Promise<QuantizedModel> {
-  const model = parseModel(modelBytes, options.source);
+  const timer = options.timer ?? new PhaseTimer();
+  const model = await timer.time('parse', () => parseModel(modelBytes, options.source));
   checkQuantizable(model);
-  const foldedBatchNorms = foldBatchNorms(model.graph);
-  pruneUnreachable(model.graph);
-  const plan = planQuantization(model.graph);
+  const { foldedBatchNorms, plan } = await timer.time('plan', () => {
+    const folded = foldBatchNorms(model.graph);
+    pruneUnreachable(model.graph);
+    return { foldedBatchNorms: folded, plan: planQuantization(model.graph) };
+  });
   if (plan.weighted.size === 0) {
     const why = plan.keptFloat.length ? `: ${plan.keptFloat[0]!.node} is left float because ${plan.keptFloat[0]!.reason}` : '';
     refuse(model, `it has no Conv or MatMul with constant float weights to quantize${why}`, 'Keep the float model.');
   }
-  const ranges = await calibrateRanges(model, [...plan.calibrated], options.calibration, options.intraOpThreads);
-  const perChannel = raiseOpset(model);
-  const quantizedNodes = rewrite(model, plan, ranges, perChannel);
-  const bytes = encodeModel(model);
-
-  const check = options.check ?? options.calibration.slice(0, 2);
-  const agreed = await agreement(modelBytes, bytes, model.graph.inputs[0]!.name, check, options.intraOpThreads, model.source);
+  const settings = { intraOpThreads: options.intraOpThreads, spinning: options.spinning ?? false };
+  // Calibrated on the model as given, so the check compares the int8 model with
+  // the user's own graph, not with this quantizer's folded copy. Folding renames
+  // nothing it keeps (a folded Conv writes its BatchNormalization's output), so
+  // every calibrated tensor is one of the given graph's.
+  const given = parseModel(modelBytes, options.source);
+  const givenTensors = new Set([...given.graph.inputs.map((v) => v.name), ...given.graph.nodes.flatMap((n) => n.outputs)]);
+  const unknown = [...plan.calibrated].find((t) => !givenTensors.has(t));
+  if (unknown !== undefined) throw new Error(`the quantizer calibrates tensor "${unknown}", which ${model.source} does not compute`);
+  const calibrator = await timer.time('calibration', async () => {
+    const c = await Calibrator.open(given, [...plan.calibrated], settings);
+    try {
+      for (const batch of options.calibration) await c.add(batch);
+    } catch (e) {
+      await c.release();
+      throw e;
+    }
+    return c;
+  });
+  let bytes: Uint8Array;
+  let perChannel: boolean;
+  let quantizedNodes: Record<string, number>;
+  let agreed: QuantizedModel['agreement'];
+  try {
+    const ranges = calibrator.ranges();
+    ({ perChannel, quantizedNodes } = await timer.time('rewrite', () => {
+      const raised = raiseOpset(model);
+      return { perChannel: raised, quantizedNodes: rewrite(model, plan, ranges, raised) };
+    }));
+    bytes = await timer.time('encode', () => encodeModel(model));
+    const check = options.check ?? options.calibration.slice(0, 2);
+    const inputName = model.graph.inputs[0]!.name;
+    agreed = await timer.time('check', () => agreement(calibrator, bytes, inputName, check, settings, model.source));
+  } finally {
+    await calibrator.release();
+  }
   const minCosine = options.minCosine ?? DEFAULT_MIN_COSINE;
   if (!(agreed.mean >= minCosine)) {
     refuse(

@@ -14,6 +14,8 @@ import { type CalibrationBatch, quantizeModel } from '../onnx/quantize.js';
 import { defineParams, type Static } from '../params/define.js';
 import { StepFailure } from '../runner/errors.js';
 import { defineStep } from '../runner/step.js';
+import { PhaseTimer } from '../phase-timer.js';
+import { spinningAlone } from '../features/threads.js';
 
 export interface QuantizeValue extends FeatureModelValue {
   quantization: {
@@ -80,23 +82,26 @@ export const quantizeStep = defineStep<Static<typeof paramsSchema>>({
     const sample = shuffleInPlace([...train], createRng(params.seed));
     const perImage = 3 * size.width * size.height;
     const dims = (n: number) => (spec.layout === 'NCHW' ? [n, 3, size.height, size.width] : [n, size.height, size.width, 3]);
+    const timer = new PhaseTimer();
     const tensors: Float32Array[] = [];
     // The decoder only when the stage runs: a cached run never loads it.
     const { loadImageTensorInto } = await import('../images/preprocess.js');
     ctx.progress(0, wanted, 'images');
-    for (const image of sample) {
-      if (tensors.length === wanted) break;
-      ctx.signal.throwIfAborted();
-      const tensor = new Float32Array(perImage);
-      try {
-        await loadImageTensorInto(image.path, spec, tensor, 0);
-      } catch (e) {
-        ctx.warn(`calibration skips ${image.path}: ${(e as Error).message}`);
-        continue;
+    await timer.time('decode', async () => {
+      for (const image of sample) {
+        if (tensors.length === wanted) break;
+        ctx.signal.throwIfAborted();
+        const tensor = new Float32Array(perImage);
+        try {
+          await loadImageTensorInto(image.path, spec, tensor, 0);
+        } catch (e) {
+          ctx.warn(`calibration skips ${image.path}: ${(e as Error).message}`);
+          continue;
+        }
+        tensors.push(tensor);
+        ctx.progress(tensors.length, wanted, 'images');
       }
-      tensors.push(tensor);
-      ctx.progress(tensors.length, wanted, 'images');
-    }
+    });
     // With few training images, fewer check images: calibration comes first.
     const checkCount = Math.min(params.checkImages, Math.max(1, tensors.length - params.calibrationImages), tensors.length - 1);
     if (checkCount < 1) throw new StepFailure(`only ${tensors.length} training image(s) could be decoded; calibration needs at least 2.`);
@@ -113,7 +118,7 @@ export const quantizeStep = defineStep<Static<typeof paramsSchema>>({
     const calibration = batches(tensors.slice(0, tensors.length - checkCount));
     const check = batches(tensors.slice(tensors.length - checkCount));
 
-    const bytes = await readFile(featureModelPath(modelInput));
+    const bytes = await timer.time('read', () => readFile(featureModelPath(modelInput)));
     // Refusals are OnnxModelError, an expected failure with its reason: the stage fails with the message.
     const q = await quantizeModel(bytes, {
       source: `the ${modelInput.stage} model`,
@@ -121,12 +126,15 @@ export const quantizeStep = defineStep<Static<typeof paramsSchema>>({
       check,
       minCosine: params.minCosine,
       intraOpThreads: os.availableParallelism(),
+      spinning: spinningAlone(),
+      timer,
     });
     const counts = Object.entries(q.quantizedNodes).map(([op, n]) => `${n} ${op}`).join(', ');
     ctx.log(
       `int8: ${counts}; ${q.perChannel ? 'per-channel' : 'per-tensor'} weights; ${megabytes(bytes.length, q.bytes.length)}; ` +
         `calibrated on ${tensors.length - checkCount} images; features agree with float at cosine ${q.agreement.mean.toFixed(4)} (min ${q.agreement.min.toFixed(4)}) on ${q.agreement.images} others`,
     );
+    ctx.log(`time: ${timer.summary()}`);
     for (const kept of q.keptFloat.slice(0, 10)) ctx.warn(`left in float: ${kept.node}, because ${kept.reason}`);
     const value: QuantizeValue = {
       ...freeze,
