@@ -6,6 +6,7 @@
 import { ExpectedFailure } from '../failure.js';
 import { readFile } from 'node:fs/promises';
 import {
+  type EncodableField,
   type Field,
   WireType,
   ProtobufError,
@@ -364,8 +365,8 @@ export async function readModelFile(path: string): Promise<OnnxModel> {
  * given list, placed where that number first appeared (or at the end), so an
  * unchanged model encodes to the same bytes it was read from.
  */
-function replaceFields(fields: readonly Field[], replacements: Map<number, Field[]>): Field[] {
-  const out: Field[] = [];
+function replaceFields(fields: readonly Field[], replacements: Map<number, EncodableField[]>): EncodableField[] {
+  const out: EncodableField[] = [];
   const done = new Set<number>();
   for (const f of fields) {
     const replacement = replacements.get(f.no);
@@ -379,11 +380,12 @@ function replaceFields(fields: readonly Field[], replacements: Map<number, Field
   return out;
 }
 
-function graphFieldsOf(g: OnnxGraph): Field[] {
-  const message = (no: number) => (x: { fields: readonly Field[] }) => pb.message(no, x.fields);
+function graphFieldsOf(g: OnnxGraph): EncodableField[] {
+  // Nested, not encoded here: each element's bytes are written once, into the model's buffer.
+  const message = (no: number) => (x: { fields: readonly Field[] }) => pb.nested(no, x.fields);
   return replaceFields(
     g.fields,
-    new Map([
+    new Map<number, EncodableField[]>([
       [GRAPH.node, g.nodes.map(message(GRAPH.node))],
       [
         GRAPH.name,
@@ -420,7 +422,7 @@ export function encodeModel(model: OnnxModel): Uint8Array {
     model.fields,
     new Map([
       [MODEL.irVersion, [pb.varint(MODEL.irVersion, model.irVersion)]],
-      [MODEL.graph, [pb.message(MODEL.graph, graphFieldsOf(model.graph))]],
+      [MODEL.graph, [pb.nested(MODEL.graph, graphFieldsOf(model.graph))]],
       [
         MODEL.opsetImport,
         keepIfUnchanged(model.fields, MODEL.opsetImport, opsetImportsOf(model.fields), model.opsetImports, () =>

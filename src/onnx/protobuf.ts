@@ -83,28 +83,80 @@ function varintBytes(value: bigint): number[] {
   return out;
 }
 
-/** Joins fields back into one message's bytes. */
-export function encodeFields(fields: readonly Field[]): Uint8Array {
-  const parts: Uint8Array[] = [];
+/**
+ * A length-delimited field whose content is a message still held as fields:
+ * written only as part of the message around it, straight into its one
+ * buffer. A model's weights are then copied once when it is encoded, not
+ * once per level of nesting (tensor, graph, model).
+ */
+export interface NestedField {
+  no: number;
+  wire: WireType.Bytes;
+  nested: readonly EncodableField[];
+}
+
+export type EncodableField = Field | NestedField;
+
+/** Bytes of a non-negative varint below 2^53 (keys and lengths). */
+function smallVarintSize(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 128);
+    size++;
+  }
+  return size;
+}
+
+function writeSmallVarint(out: Uint8Array, pos: number, n: number): number {
+  while (n >= 0x80) {
+    out[pos++] = (n % 128) | 0x80;
+    n = Math.floor(n / 128);
+  }
+  out[pos++] = n;
+  return pos;
+}
+
+/** Content sizes of nested messages, computed once and read again while writing. */
+type Sizes = Map<readonly EncodableField[], number>;
+
+function messageSize(fields: readonly EncodableField[], sizes: Sizes): number {
   let total = 0;
-  const push = (part: Uint8Array) => {
-    parts.push(part);
-    total += part.length;
-  };
   for (const f of fields) {
-    push(Uint8Array.from(varintBytes(BigInt((f.no << 3) | f.wire))));
-    if (f.wire === WireType.Varint) push(Uint8Array.from(varintBytes(f.value)));
-    else if (f.wire === WireType.Bytes) {
-      push(Uint8Array.from(varintBytes(BigInt(f.value.length))));
-      push(f.value);
-    } else push(f.value);
+    total += smallVarintSize(f.no * 8 + f.wire);
+    if ('nested' in f) {
+      const inner = messageSize(f.nested, sizes);
+      sizes.set(f.nested, inner);
+      total += smallVarintSize(inner) + inner;
+    } else if (f.wire === WireType.Varint) total += varintBytes(f.value).length;
+    else if (f.wire === WireType.Bytes) total += smallVarintSize(f.value.length) + f.value.length;
+    else total += f.value.length;
   }
-  const out = new Uint8Array(total);
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.length;
+  return total;
+}
+
+function writeMessage(fields: readonly EncodableField[], out: Uint8Array, pos: number, sizes: Sizes): number {
+  for (const f of fields) {
+    pos = writeSmallVarint(out, pos, f.no * 8 + f.wire);
+    if ('nested' in f) {
+      pos = writeSmallVarint(out, pos, sizes.get(f.nested)!);
+      pos = writeMessage(f.nested, out, pos, sizes);
+    } else if (f.wire === WireType.Varint) {
+      for (const byte of varintBytes(f.value)) out[pos++] = byte;
+    } else {
+      if (f.wire === WireType.Bytes) pos = writeSmallVarint(out, pos, f.value.length);
+      out.set(f.value, pos);
+      pos += f.value.length;
+    }
   }
+  return pos;
+}
+
+/** Joins fields (nested ones included) into one message's bytes: sized first, then written into one buffer. */
+export function encodeFields(fields: readonly EncodableField[]): Uint8Array {
+  const sizes: Sizes = new Map();
+  const out = new Uint8Array(messageSize(fields, sizes));
+  const end = writeMessage(fields, out, 0, sizes);
+  if (end !== out.length) throw new Error(`protobuf encoder wrote ${end} bytes of ${out.length}`);
   return out;
 }
 
@@ -121,11 +173,13 @@ export const pb = {
     wire: WireType.Bytes,
     value: new TextEncoder().encode(value),
   }),
-  message: (no: number, fields: readonly Field[]): Field => ({
+  message: (no: number, fields: readonly EncodableField[]): Field => ({
     no,
     wire: WireType.Bytes,
     value: encodeFields(fields),
   }),
+  /** A message field encoded only with the message around it (see NestedField). */
+  nested: (no: number, fields: readonly EncodableField[]): NestedField => ({ no, wire: WireType.Bytes, nested: fields }),
   float: (no: number, value: number): Field => {
     const b = new Uint8Array(4);
     new DataView(b.buffer).setFloat32(0, value, true);
