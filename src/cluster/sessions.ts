@@ -1,8 +1,9 @@
 // Inference sessions a queue worker keeps across jobs: starting one (loading
 // the model into onnxruntime) costs more than a small chunk's inference, so
 // each model's session is started once and reused for every job that names it.
+import os from 'node:os';
 import { InferencePool } from '../features/inference-pool.js';
-import { planThreads } from '../features/threads.js';
+import { DECODE_CPU_MS_PER_IMAGE, planThreads } from '../features/threads.js';
 
 export class SessionCache {
   readonly #pools = new Map<string, InferencePool>();
@@ -16,6 +17,9 @@ export class SessionCache {
         modelLabel: `"${modelPath}"`,
         settings: { device, intraOpThreads: intraOpThreads ?? planThreads().intraOpThreads, spinning: false },
         workers: 1,
+        // Spinning chosen from the model's measured cost, as the features stage chooses it (threads.ts):
+        // a worker decodes its chunks' images beside inference just the same.
+        ...(device === 'cpu' ? { chooseSpinning: { decodeCpuMsPerImage: DECODE_CPU_MS_PER_IMAGE, loadAverage: os.loadavg()[0] ?? 0 } } : {}),
       });
       this.#pools.set(key, pool);
     }
