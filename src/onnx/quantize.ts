@@ -185,8 +185,10 @@ function weightScales(w: Float32Array, slices: number): Float32Array {
 function quantizeWeights(w: Float32Array, scales: Float32Array): Int8Array {
   const per = w.length / scales.length;
   const q = new Int8Array(w.length);
-  for (let k = 0; k < w.length; k++) {
-    q[k] = Math.max(-INT8_MAX, Math.min(INT8_MAX, Math.round(w[k]! / scales[Math.floor(k / per)]!)));
+  // Slice by slice: one scale read per output channel, not a division of k per weight.
+  for (let s = 0; s < scales.length; s++) {
+    const scale = scales[s]!;
+    for (let k = s * per; k < (s + 1) * per; k++) q[k] = Math.max(-INT8_MAX, Math.min(INT8_MAX, Math.round(w[k]! / scale)));
   }
   return q;
 }
