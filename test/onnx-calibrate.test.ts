@@ -73,11 +73,47 @@ for (const opset of [11, 13, 18]) {
     for (const name of PROBED) {
       const [g, w] = [got.get(name)!, want.get(name)!];
       assert.ok(w.min < 0 || name === 'r1_out', `${name} should take negative values in this test`);
+      // A Relu's minimum is set to 0, not measured: it is 0 here, where some values were clipped.
       assert.equal(g.min, w.min, `${name} min`);
       assert.equal(g.max, w.max, `${name} max`);
     }
   });
 }
+
+test("a Relu's output of rank 3 or more gets 0 as its lower bound, the bound quantization uses, and its exact maximum", async () => {
+  const bytes = buildModel({
+    opset: 13,
+    nodes: [
+      { op: 'Relu', name: 'relu', inputs: ['image'], outputs: ['r'] },
+      { op: 'Conv', name: 'c', inputs: ['r', 'w'], outputs: ['features'] },
+    ],
+    inputs: [{ name: 'image', type: 'float32', dims: ['N', 3, SIDE, SIDE] }],
+    outputs: [{ name: 'features', type: 'float32', dims: ['N', 2, SIDE, SIDE] }],
+    initializers: [floats('w', [2, 3, 1, 1])],
+  });
+  // Every input at least 1: the Relu clips nothing, its true minimum is at least 1.
+  const positive = { data: randoms(2 * 3 * SIDE * SIDE).map((v) => 1 + Math.abs(v) / 2), dims: [2, 3, SIDE, SIDE] };
+  const ranges = await calibrateRanges(parseModel(bytes, 'm.onnx'), ['r'], [positive]);
+  assert.equal(ranges.get('r')!.min, 0);
+  assert.equal(ranges.get('r')!.max, Math.max(...positive.data));
+});
+
+test("a Relu's output of rank 2 (no spatial axes to pool) is reduced whole: its exact minimum", async () => {
+  const bytes = buildModel({
+    opset: 13,
+    nodes: [
+      { op: 'Relu', name: 'relu', inputs: ['x'], outputs: ['r'] },
+      { op: 'MatMul', name: 'mm', inputs: ['r', 'w'], outputs: ['features'] },
+    ],
+    inputs: [{ name: 'x', type: 'float32', dims: ['N', 6] }],
+    outputs: [{ name: 'features', type: 'float32', dims: ['N', 2] }],
+    initializers: [floats('w', [6, 2])],
+  });
+  const positive = { data: randoms(4 * 6).map((v) => 1 + Math.abs(v) / 2), dims: [4, 6] };
+  const ranges = await calibrateRanges(parseModel(bytes, 'm.onnx'), ['r'], [positive]);
+  assert.equal(ranges.get('r')!.min, Math.min(...positive.data));
+  assert.equal(ranges.get('r')!.max, Math.max(...positive.data));
+});
 
 test("the calibration session gives the given model's own outputs, and the check batches do not move the ranges", async () => {
   const bytes = buildModel(spec(13));
