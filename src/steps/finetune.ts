@@ -141,7 +141,7 @@ export const finetuneStep = defineStep<FinetuneParams>({
     await writeFinetunedModel(ctx.outDir, features, { spec: head.spec, classes: head.classes, weights, metadata: { bestEpoch: result.bestEpoch, keptProbe, cutTensor: split.cutTensor } }, value);
     return {
       value,
-      metrics: { bestEpoch: result.bestEpoch, valAccuracy: final.valAccuracy, valLoss: final.valLoss, probeValAccuracy: probe?.accuracy ?? null, keptProbe, epochSeconds },
+      metrics: { trainRows: train.matrixRows.length, valRows: val.matrixRows.length, bestEpoch: result.bestEpoch, valAccuracy: final.valAccuracy, valLoss: final.valLoss, probeValAccuracy: probe?.accuracy ?? null, keptProbe, epochSeconds },
     };
   },
 });
