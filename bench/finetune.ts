@@ -1,4 +1,4 @@
-// `node dist/bench/finetune.js [--images 512] [--blocks 1] [--epochs 2] [--reps 2] [--no-torch] [--rss]`
+// `node dist/bench/finetune.js [--images 512] [--blocks 1] [--epochs 2] [--reps 2] [--no-torch] [--rss] [--rss-steps 60]`
 //
 // One fine-tuning epoch of the fixtures' MobileNetV2 (last N blocks and the
 // final 1×1 conv trainable, a linear head), tlpipe against PyTorch, side by
@@ -12,19 +12,22 @@
 //           from tensors in memory and from JPEGs decoded each epoch.
 // Prints seconds per epoch (medians over reps) and the ratios torch / tlpipe,
 // computed per rep. With --rss: the fine-tuning process's peak RSS over
-// 2,000 and 20,000 activation rows (generated), the same number of steps each.
+// 2,000 and 20,000 activation rows, the same number of steps each; the rows
+// are generated into an activations file by another process first, so the
+// figure is the training loop's own (activations streamed from the file).
 // Needs the fixtures and, for the torch side, Debian's python3-torch and
 // python3-torchvision. Bench tooling, never in CI.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { readFile } from 'node:fs/promises';
-import { ActivationReader, writeActivations } from '../src/artifacts/activations.js';
+import { type ActivationCodes, ActivationReader, type ActivationRows } from '../src/artifacts/activations.js';
 import type { Artifact } from '../src/runner/step.js';
 import { splitBackbone } from '../src/finetune/split.js';
+import { EVAL_ROWS } from '../src/finetune/engine.js';
 import { finetune } from '../src/finetune/train.js';
 import { Prng } from '../src/train/prng.js';
 
@@ -53,56 +56,98 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-/** In a child process: fine-tune over `rows` generated activation rows; epoch times and peak RSS. */
-async function child(job: ChildJob): Promise<ChildResult> {
+/**
+ * In its own process: an activations file of `rows` training rows and a tenth (at least 512)
+ * as many validation rows after them, written as the stage writes a quantized
+ * cut (8-bit codes and rows.json), generated and appended a slice at a time so
+ * this process never holds the matrix either. Values on the cut's grid,
+ * within its ReLU6 range.
+ */
+async function makeActivations(job: ChildJob & { dir: string }): Promise<{ width: number; featureWidth: number; codes: ActivationCodes }> {
   const bytes = new Uint8Array(await readFile(path.join(fixtures, 'models', 'mobilenetv2-12-int8.onnx')));
   const split = await splitBackbone(bytes, { trainableBlocks: job.blocks });
   const width = split.bottom.featureWidth;
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'tlpipe-bench-ft-'));
+  const codes = split.codes!;
+  const total = job.rows + valRows(job.rows);
+  const rng = new Prng(1);
+  const file = await open(path.join(job.dir, 'activations.q8'), 'w');
   try {
-    const codes = split.codes!;
-    const rng = new Prng(1);
-    // Values on the cut's grid, within its ReLU6 range, so the file is what the stage writes.
-    const matrix = new Float32Array(job.rows * width);
-    for (let i = 0; i < matrix.length; i++) matrix[i] = rng.below(256 - codes.zeroPoint) * codes.scale;
-    const val = 32;
-    await writeActivations(dir, matrix, { width, rows: Array.from({ length: job.rows }, (_, i) => i), failed: [], codes });
-    const artifact = { file: (name: string) => path.join(dir, name) } as unknown as Artifact;
-    const reader = await ActivationReader.open(artifact, { width, rows: Array.from({ length: job.rows }, (_, i) => i), failed: [], codes });
-    const head = { layers: [{ inFeatures: split.featureWidth, outFeatures: 2, weight: Float32Array.from({ length: 2 * split.featureWidth }, () => (rng.uniform() - 0.5) * 0.05), bias: new Float32Array(2) }] };
-    let steps = 0;
-    const stop = new AbortController();
-    const labels = Int32Array.from({ length: job.rows }, (_, i) => i % 2);
+    const slice = new Uint8Array(500 * width);
+    for (let r = 0; r < total; r += 500) {
+      const n = Math.min(500, total - r);
+      for (let i = 0; i < n * width; i++) slice[i] = codes.zeroPoint + rng.below(256 - codes.zeroPoint);
+      await file.write(slice, 0, n * width);
+    }
+  } finally {
+    await file.close();
+  }
+  const table: ActivationRows = { width, rows: Array.from({ length: total }, (_, i) => i), failed: [], codes };
+  await writeFile(path.join(job.dir, 'rows.json'), JSON.stringify(table));
+  return { width, featureWidth: split.featureWidth, codes };
+}
+
+// At least two full evaluation batches at every size, so each run meets the same batch shapes.
+const valRows = (rows: number) => Math.max(2 * EVAL_ROWS, Math.round(rows / 10));
+
+/**
+ * In a fresh child process: fine-tune over the activations file another
+ * process wrote (`dir`), reading rows from it as backbone.finetune does;
+ * epoch times and peak RSS. The validation split is scored at the warm start
+ * (streamed like training); `maxSteps` stops training after that many steps.
+ */
+async function child(job: ChildJob & { dir: string }): Promise<ChildResult> {
+  const bytes = new Uint8Array(await readFile(path.join(fixtures, 'models', 'mobilenetv2-12-int8.onnx')));
+  const split = await splitBackbone(bytes, { trainableBlocks: job.blocks });
+  const table = JSON.parse(await readFile(path.join(job.dir, 'rows.json'), 'utf8')) as ActivationRows;
+  const artifact = { file: (name: string) => path.join(job.dir, name) } as unknown as Artifact;
+  const reader = await ActivationReader.open(artifact, table);
+  const rng = new Prng(1);
+  const head = { layers: [{ inFeatures: split.featureWidth, outFeatures: 2, weight: Float32Array.from({ length: 2 * split.featureWidth }, () => (rng.uniform() - 0.5) * 0.05), bias: new Float32Array(2) }] };
+  let steps = 0;
+  const stop = new AbortController();
+  const val = valRows(job.rows);
+  const labelOf = (i: number) => i % 2;
+  try {
     const result = await finetune({
       top: split.top,
       head,
       fetch: async (rows, out) => {
-        // The first read is the warm start's validation; then one read per step.
-        if (job.maxSteps && ++steps > job.maxSteps + 1) stop.abort(new Error('enough steps'));
+        // Training rows come first in the file, the validation rows after them.
+        if (rows[0]! < job.rows && job.maxSteps && ++steps > job.maxSteps) stop.abort(new Error('enough steps'));
         await reader.read(rows, out);
       },
-      train: { rows: Int32Array.from({ length: job.rows }, (_, i) => i), labels },
-      val: { rows: Int32Array.from({ length: val }, (_, i) => i), labels: labels.subarray(0, val) },
+      train: { rows: Int32Array.from({ length: job.rows }, (_, i) => i), labels: Int32Array.from({ length: job.rows }, (_, i) => labelOf(i)) },
+      val: { rows: Int32Array.from({ length: val }, (_, i) => job.rows + i), labels: Int32Array.from({ length: val }, (_, i) => labelOf(job.rows + i)) },
       spec: { epochs: job.epochs, batchSize: 32, lr: 1e-4, blockLr: 1e-5, weightDecay: 0.01, patience: null, seed: 0, device: 'cpu' },
       signal: stop.signal,
     }).catch((e) => {
       if (!stop.signal.aborted) throw e;
       return undefined;
     });
-    await reader.close();
     return {
       epochSeconds: result ? result.history.filter((e) => e.epoch > 0).map((e) => e.seconds) : [],
       maxRssMB: process.resourceUsage().maxRSS / 1024,
-      steps,
+      steps: Math.min(steps, job.maxSteps || steps),
     };
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await reader.close();
   }
 }
 
-async function inChild(job: ChildJob): Promise<ChildResult> {
-  const { stdout } = await run(process.execPath, [fileURLToPath(import.meta.url), '--child', JSON.stringify(job)], { maxBuffer: 1 << 24 });
-  return JSON.parse(stdout.trim().split('\n').pop()!) as ChildResult;
+/** Writes the activations in one child process, then fine-tunes over them in a fresh one. */
+async function inChild(job: ChildJob): Promise<ChildResult & { fileMB: number }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'tlpipe-bench-ft-'));
+  try {
+    const spawn = async (mode: string) => {
+      const { stdout } = await run(process.execPath, [fileURLToPath(import.meta.url), mode, JSON.stringify({ ...job, dir })], { maxBuffer: 1 << 24 });
+      return JSON.parse(stdout.trim().split('\n').pop()!);
+    };
+    await spawn('--make');
+    const { size } = await stat(path.join(dir, 'activations.q8'));
+    return { ...((await spawn('--child')) as ChildResult), fileMB: size / 1e6 };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 async function torchEpochs(images: number, blocks: number, epochs: number): Promise<{ tensors: number[]; jpegs: number[] }> {
@@ -124,10 +169,12 @@ function flag(name: string, fallback: number): number {
 }
 
 async function main(): Promise<void> {
-  const childAt = process.argv.indexOf('--child');
-  if (childAt >= 0) {
-    console.log(JSON.stringify(await child(JSON.parse(process.argv[childAt + 1]!) as ChildJob)));
-    return;
+  for (const [mode, work] of [['--make', makeActivations], ['--child', child]] as const) {
+    const at = process.argv.indexOf(mode);
+    if (at >= 0) {
+      console.log(JSON.stringify(await work(JSON.parse(process.argv[at + 1]!) as ChildJob & { dir: string })));
+      return;
+    }
   }
   const images = flag('images', 512);
   const blocks = flag('blocks', 1);
@@ -156,14 +203,16 @@ async function main(): Promise<void> {
     }
     console.log(line);
   }
-  console.log(`median: tlpipe ${median(ours).toFixed(2)} s/epoch` + (withTorch ? ` | torch ${median(torchT).toFixed(2)} s (tensors), ${median(torchJ).toFixed(2)} s (JPEGs)` : ''));
+  if (reps > 0) console.log(`median: tlpipe ${median(ours).toFixed(2)} s/epoch` + (withTorch ? ` | torch ${median(torchT).toFixed(2)} s (tensors), ${median(torchJ).toFixed(2)} s (JPEGs)` : ''));
   if (process.argv.includes('--rss')) {
     for (const rows of [2000, 20000]) {
-      const r = await inChild({ rows, blocks, epochs: 1, maxSteps: 60 });
-      console.log(`peak RSS fine-tuning over ${rows} activation rows (${r.steps - 1} steps): ${r.maxRssMB.toFixed(0)} MB`);
+      const r = await inChild({ rows, blocks, epochs: 1, maxSteps: flag('rss-steps', 60) });
+      console.log(
+        `peak RSS of the fine-tuning process over ${rows} training rows (+ ${valRows(rows)} validation rows scored, ${r.steps} training steps; activations file ${r.fileMB.toFixed(0)} MB, written by another process): ${r.maxRssMB.toFixed(0)} MB`,
+      );
     }
   }
-  if (withTorch) console.log(`finetune epoch: tlpipe ${median(tensorsRatio).toFixed(1)}× faster than PyTorch from tensors in memory, ${median(jpegsRatio).toFixed(1)}× faster than PyTorch decoding JPEGs (median of per-rep ratios)`);
+  if (withTorch && reps > 0) console.log(`finetune epoch: tlpipe ${median(tensorsRatio).toFixed(1)}× faster than PyTorch from tensors in memory, ${median(jpegsRatio).toFixed(1)}× faster than PyTorch decoding JPEGs (median of per-rep ratios)`);
 }
 
 main().catch((e) => {
