@@ -1,5 +1,5 @@
-// `node dist/bench/finetune-accuracy.js [--cases few10,few30,px64,imagenet] [--epochs 10] [--blocks 1]
-//     [--block-lr 1e-5] [--lr 1e-4] [--patience 3] [--copies 0] [--train-per-class 600] [--min-images 50]`
+// `node dist/bench/finetune-accuracy.js [--cases few10,few30,px64,px64:100,imagenet] [--epochs 10] [--blocks 3]
+//     [--block-lr 1e-4] [--lr 1e-4] [--patience 3] [--copies 0] [--train-per-class 600] [--min-images 50]`
 //
 // Fine-tuning against the linear probe it starts from (head.train's default:
 // L-BFGS, weightDecay chosen on the validation split), on cases harder than
@@ -10,7 +10,8 @@
 //   - px64: catsdogs with every photo shrunk to a shorter side of 64 pixels
 //     first (the pipeline then resizes it up to 224 again), so the pretrained
 //     features lose what they were trained to see: the case where the
-//     features are the limit;
+//     features are the limit (`px64:100`: 100 training photos per class
+//     instead of --train-per-class; px32 shrinks to 32 pixels);
 //   - imagenet: a many-class split, the photos labelled by the backbone's own
 //     top ImageNet class on the whole squashed photo (bench/accuracy-data.ts;
 //     the classes with at least --min-images photos), trained on centre crops.
@@ -226,17 +227,20 @@ async function runCase(c: Case, r: Recipe): Promise<Row> {
 }
 
 async function main(): Promise<void> {
-  const recipe: Recipe = { blocks: flag('blocks', 1), epochs: flag('epochs', 10), lr: flag('lr', 1e-4), blockLr: flag('block-lr', 1e-5), patience: flag('patience', 3), copies: flag('copies', 0) };
+  const recipe: Recipe = { blocks: flag('blocks', 3), epochs: flag('epochs', 10), lr: flag('lr', 1e-4), blockLr: flag('block-lr', 1e-4), patience: flag('patience', 3), copies: flag('copies', 0) };
   const perClass = flag('train-per-class', 600);
-  const builders: Record<string, () => Promise<Case>> = {
+  // A case name, optionally with its training photos per class: "px64", "px64:100".
+  const builders: Record<string, (n?: number) => Promise<Case>> = {
     few10: () => catsdogs(10, null),
     few30: () => catsdogs(30, null),
-    px64: () => catsdogs(perClass, 64),
-    full: () => catsdogs(perClass, null),
+    px64: (n) => catsdogs(n ?? perClass, 64),
+    px32: (n) => catsdogs(n ?? perClass, 32),
+    full: (n) => catsdogs(n ?? perClass, null),
     imagenet: () => imagenet(flag('min-images', 50)),
   };
-  const names = listFlag('cases', ['few10', 'few30', 'px64', 'imagenet']);
-  for (const n of names) if (!builders[n]) throw new Error(`unknown case "${n}": one of ${Object.keys(builders).join(', ')}`);
+  const names = listFlag('cases', ['few10', 'few30', 'px64', 'px64:100', 'imagenet']);
+  const parse = (n: string) => [n.split(':')[0]!, n.includes(':') ? Number(n.split(':')[1]) : undefined] as const;
+  for (const n of names) if (!builders[parse(n)[0]]) throw new Error(`unknown case "${n}": one of ${Object.keys(builders).join(', ')}`);
   console.log(
     `fine-tuning (last ${recipe.blocks} block(s), up to ${recipe.epochs} epochs, patience ${recipe.patience}, blocks at lr ${recipe.blockLr}, head at lr ${recipe.lr}${recipe.copies ? `, ${recipe.copies} flipped cop${recipe.copies > 1 ? 'ies' : 'y'} per training image at the cut` : ''}) against the linear probe, MobileNetV2-int8; load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`,
   );
@@ -244,7 +248,8 @@ async function main(): Promise<void> {
   console.log('|---|---|---|---|---|---|---|---|---|');
   const pct = (x: number | null) => (x === null ? '-' : `${(100 * x).toFixed(2)}%`);
   for (const n of names) {
-    const c = await builders[n]!();
+    const [name, count] = parse(n);
+    const c = await builders[name]!(count);
     const started = performance.now();
     const r = await runCase(c, recipe);
     console.log(

@@ -7,6 +7,7 @@
 import type { Device } from '../onnx/runtime.js';
 import type { HeadWeights } from '../train/head.js';
 import { Prng } from '../train/prng.js';
+import { EarlyStopping } from './early-stopping.js';
 import { FinetuneEngine, type Snapshot } from './engine.js';
 import { elements, type TopNet } from './top.js';
 
@@ -19,7 +20,7 @@ export interface FinetuneSpec {
   blockLr: number;
   /** AdamW's decoupled weight decay, both groups. */
   weightDecay: number;
-  /** Epochs without a better validation score before stopping; null: never. */
+  /** Epochs without a better validation score or a lower validation loss before stopping; null: never. */
   patience: number | null;
   seed: number;
   device: Device;
@@ -62,8 +63,6 @@ export interface FinetuneResult {
   valPredicted: Int32Array;
 }
 
-const better = (a: EpochRecord, b: EpochRecord) => a.valAccuracy > b.valAccuracy || (a.valAccuracy === b.valAccuracy && a.valLoss < b.valLoss);
-
 export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
   const { spec, train, val } = input;
   const engine = await FinetuneEngine.create({ top: input.top, head: input.head, device: spec.device, optimizer: { betas: [0.9, 0.999], eps: 1e-8 }, threads: spec.threads });
@@ -78,7 +77,7 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
     const start = await validate(0, null, null, performance.now());
     const history = [start.record];
     let best = { record: start.record, snapshot: engine.snapshot(), predicted: start.predicted };
-    let sinceBest = 0;
+    const stopping = new EarlyStopping(start.record, spec.patience);
     let stoppedEarly = false;
     let step = 0;
     // Two buffers: the next batch is read while the current one trains.
@@ -123,10 +122,9 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
       }
       const { record, predicted } = await validate(epoch, lossSum / order.length, correct / order.length, started);
       history.push(record);
-      if (better(record, best.record)) {
-        best = { record, snapshot: engine.snapshot(), predicted };
-        sinceBest = 0;
-      } else if (spec.patience !== null && ++sinceBest >= spec.patience) {
+      const verdict = stopping.observe(record);
+      if (verdict.best) best = { record, snapshot: engine.snapshot(), predicted };
+      if (verdict.stop) {
         stoppedEarly = epoch < spec.epochs;
         break;
       }

@@ -15,6 +15,7 @@ import { datasetManifestKind, datasetPreview } from '../artifacts/dataset-manife
 import { finetunedModelKind, writeFinetunedModel } from '../artifacts/finetuned-model.js';
 import { readHead, trainedHeadKind, type TrainingValue } from '../artifacts/head.js';
 import { bottomModelPath, frozenModelPath, readTop, splitBackboneKind, splitBackboneValue } from '../artifacts/split-backbone.js';
+import { betterScore } from '../finetune/early-stopping.js';
 import { resolveDevice } from '../onnx/runtime.js';
 import { defineParams, type Static, StringEnum } from '../params/define.js';
 import { StepFailure } from '../runner/errors.js';
@@ -25,11 +26,11 @@ const paramsSchema = defineParams({
   epochs: Type.Integer({ minimum: 1, maximum: 10000, default: 10, description: 'Most epochs over the training activations.' }),
   batchSize: Type.Integer({ minimum: 1, maximum: 4096, default: 32, description: 'Images per step.' }),
   lr: Type.Number({ exclusiveMinimum: 0, maximum: 10, default: 1e-4, description: "The head's learning rate (AdamW)." }),
-  blockLr: Type.Number({ exclusiveMinimum: 0, maximum: 10, default: 1e-5, description: "The unfrozen blocks' learning rate: smaller, so the pretrained weights move little." }),
+  blockLr: Type.Number({ exclusiveMinimum: 0, maximum: 10, default: 1e-4, description: "The unfrozen blocks' learning rate (see docs/finetune.md for how the default was chosen)." }),
   weightDecay: Type.Number({ minimum: 0, maximum: 100, default: 0.01, description: "AdamW's decoupled weight decay, for blocks and head." }),
   patience: Type.Union([Type.Integer({ minimum: 1, maximum: 10000 }), Type.Null()], {
     default: 3,
-    description: 'Stop after this many epochs without a better validation accuracy (null: run every epoch); the best epoch is kept either way.',
+    description: 'Stop after this many epochs with neither a better validation accuracy nor a lower validation loss (null: run every epoch); the best epoch (accuracy, then loss) is kept either way.',
   }),
   seed: Type.Integer({ minimum: 0, maximum: 4294967295, default: 0, description: 'Seed of the batch order.' }),
   device: StringEnum(['auto', 'cpu', 'cuda'], { default: 'auto', description: "'cuda' runs the fine-tuning graphs on the CUDA provider (see README); 'auto' falls back to the CPU." }),
@@ -49,7 +50,7 @@ function probeScore(value: Json): { accuracy: number; loss: number } | undefined
 
 export const finetuneStep = defineStep<FinetuneParams>({
   type: 'backbone.finetune',
-  version: 1,
+  version: 2,
   description: 'Fine-tunes the unfrozen top of the backbone and the head together on the cached activations, warm-started from the trained head; keeps the best validation epoch, or the probe when nothing beats it.',
   inputs: {
     split: { description: 'the backbone.split stage', kind: splitBackboneKind.name },
@@ -113,7 +114,7 @@ export const finetuneStep = defineStep<FinetuneParams>({
     }
     const best = result.history.find((e) => e.epoch === result.bestEpoch)!;
     // The probe stays when fine-tuning does not beat it: same accuracy at a higher loss is no gain.
-    const keptProbe = probe !== undefined && !(best.valAccuracy > probe.accuracy || (best.valAccuracy === probe.accuracy && best.valLoss < probe.loss));
+    const keptProbe = probe !== undefined && !betterScore(best, { valAccuracy: probe.accuracy, valLoss: probe.loss });
     const features = keptProbe
       ? new Uint8Array(await readFile(frozenModelPath(inputs.split!)))
       : attachTop(new Uint8Array(await readFile(bottomModelPath(inputs.split!))), topOf(top, result.best), split.featureWidth);

@@ -12,7 +12,7 @@ const paramsSchema = defineParams({
   trainableBlocks: Type.Integer({
     minimum: 1,
     maximum: 1000,
-    default: 1,
+    default: 3,
     description: 'The last N blocks train (a block ends where a residual connection starts or ends); the convolutions after the last block train with it.',
   }),
   tensor: Type.Optional(Type.String({ minLength: 1, description: 'Cut at this tensor instead (every path from the image to the features must pass through it).' })),
