@@ -1323,14 +1323,22 @@ describe('interruption of fine-tuning: SIGKILL, SIGTERM and SIGINT at seeded epo
   test('the rerun gives the uninterrupted run\'s model byte for byte', { timeout: 900_000 }, async () => {
     const data = await photoSet(20, 2);
     const EPOCHS_FT = 6;
-    const args = ['run', 'pipelines/catsdogs-finetune.yaml', '--json', '--set', `data=${data}`, '--set', `epochs=${EPOCHS_FT}`, '--set', 'finetune.patience=null', '--set', 'finetune.batchSize=8'];
+    // Every epoch runs: a patience above the epochs (`--set finetune.patience=null` would remove the key, so the default, 3, would apply).
+    const args = ['run', 'pipelines/catsdogs-finetune.yaml', '--json', '--set', `data=${data}`, '--set', `epochs=${EPOCHS_FT}`, '--set', `finetune.patience=${EPOCHS_FT + 1}`, '--set', 'finetune.batchSize=8'];
     const model = async (dir: string) => sha256Hex(await fs.readFile(path.join(dir, 'out', 'catsdogs-finetune', 'model.onnx')));
-    let reference: { model: string; valAccuracy: number } | undefined;
+    // Every epoch's scores, so a run that keeps the probe (whose model does not depend on training) still compares its training.
+    const trajectory = async (dir: string) => {
+      const shown = await cli(['show', 'last'], { cwd: dir, timeoutMs: 60_000 });
+      expectClean(shown, 0, 'tlpipe show last');
+      const stage = (JSON.parse(shown.stdout) as { stages: { name: string; value: { history: Record<string, number | null>[] } }[] }).stages.find((x) => x.name === 'finetune')!;
+      return JSON.stringify(stage.value.history.map((e) => [e.epoch, e.trainLoss, e.trainAccuracy, e.valLoss, e.valAccuracy]));
+    };
+    let reference: { model: string; valAccuracy: number; trajectory: string } | undefined;
     await trial('reference', 'fine-tuning uninterrupted, fresh store', async () => {
       const dir = await project(['catsdogs-finetune.yaml']);
       const r = await cli(args, { cwd: dir, timeoutMs: RUN_BOUND_MS });
       expectClean(r, 0, 'the uninterrupted fine-tuning run');
-      reference = { model: await model(dir), valAccuracy: Number(summaryOf(r).metrics.finetune!.valAccuracy) };
+      reference = { model: await model(dir), valAccuracy: Number(summaryOf(r).metrics.finetune!.valAccuracy), trajectory: await trajectory(dir) };
       return `${EPOCHS_FT} epochs; model ${reference.model.slice(0, 12)}, val accuracy ${reference.valAccuracy}`;
     });
     const rng = random(seedFor('finetune interrupted'));
@@ -1359,8 +1367,10 @@ describe('interruption of fine-tuning: SIGKILL, SIGTERM and SIGINT at seeded epo
           if (st.activations !== 'cached') throw new Lost('the activations were computed again');
           const got = await model(dir);
           if (got !== reference.model) throw new Lost(`the rerun's model ${got.slice(0, 12)} differs from the uninterrupted run's ${reference.model.slice(0, 12)}`);
+          const trained = await trajectory(dir);
+          if (trained !== reference.trajectory) throw new Lost(`the rerun's epochs ${trained} differ from the uninterrupted run's ${reference.trajectory}`);
           await expectConsistentStore(store, 'after the rerun');
-          return `${moment.label} (${seen.trim()}${note ? `, ${note}` : ''}): ${signal === 'SIGKILL' ? 'killed' : `exit ${killed.code}`}, ${done.length} stage(s) kept; rerun ran ${ranStages(summaryOf(rerun)).join(',')}; model identical`;
+          return `${moment.label} (${seen.trim()}${note ? `, ${note}` : ''}): ${signal === 'SIGKILL' ? 'killed' : `exit ${killed.code}`}, ${done.length} stage(s) kept; rerun ran ${ranStages(summaryOf(rerun)).join(',')}; model and every epoch's scores identical`;
         }),
       ),
     );
