@@ -110,13 +110,15 @@ const sizeSchema = (what: string) => ({
   ],
 });
 
-const rgbSchema = (description: string, defaults: RgbTriple, exclusiveMinimum?: number) => ({
+// No schema default: validation fills defaults into the parameters, and a
+// filled-in ImageNet value would override the backbone's own statistics
+// (images.transform takes those first). resolveTransform falls back to ImageNet's.
+const rgbSchema = (description: string, exclusiveMinimum?: number) => ({
   type: 'array',
   description,
   minItems: 3,
   maxItems: 3,
   items: exclusiveMinimum === undefined ? { type: 'number' } : { type: 'number', exclusiveMinimum },
-  default: defaults,
 });
 
 const rangeSchema = (description: string, defaults: [number, number]) => ({
@@ -170,8 +172,13 @@ export const transformSpecSchema = {
         'null for no crop. Default: the model input size, else 224.',
       oneOf: [{ type: 'null' }, ...sizeSchema('crop').oneOf],
     },
-    mean: rgbSchema('Per-channel mean (R, G, B) subtracted after scaling pixels to [0, 1].', IMAGENET_MEAN),
-    std: rgbSchema('Per-channel standard deviation (R, G, B) dividing after the mean is subtracted.', IMAGENET_STD, 0),
+    mean: rgbSchema(
+      "Per-channel mean (R, G, B) subtracted after scaling pixels to [0, 1]. Default: the backbone's own (a catalogue model's), else ImageNet's [0.485, 0.456, 0.406].",
+    ),
+    std: rgbSchema(
+      "Per-channel standard deviation (R, G, B) dividing after the mean is subtracted. Default: the backbone's own, else ImageNet's [0.229, 0.224, 0.225].",
+      0,
+    ),
     layout: {
       enum: ['NCHW', 'NHWC'],
       description: 'Tensor layout: channels first (PyTorch exports) or channels last (TensorFlow exports). Default: the model input layout, else NCHW.',
