@@ -1374,6 +1374,29 @@ describe('interruption of fine-tuning: SIGKILL, SIGTERM and SIGINT at seeded epo
         }),
       ),
     );
+    // The activations' chunk log holds 8-bit codes: a kill while they are extracted keeps the committed chunks, and the rerun reads them back exactly.
+    await trial('interruption', 'SIGKILL during activations.extract (8-bit chunk log)', async () => {
+      if (!reference) throw new SkipTrial('no reference run');
+      const dir = await project(['catsdogs-finetune.yaml']);
+      const store = path.join(dir, '.tlpipe');
+      const chunked = [...args, '--set', 'activations.chunkSize=8'];
+      const child = start(chunked, { cwd: dir, timeoutMs: RUN_BOUND_MS });
+      const { seen, note, hit } = await interrupt(child, onLine(/activations: (24|32)\/42 images/, 'activations extracting'), 'SIGKILL');
+      await finish(child);
+      if (!hit) throw new SkipTrial(note);
+      const torn = (await checkStore(store)).filter((p) => !p.startsWith('tmp/'));
+      if (torn.length) throw new Lost(`store inconsistent right after the SIGKILL: ${torn.join('; ')}`);
+      const rerun = await cli(chunked, { cwd: dir, timeoutMs: RUN_BOUND_MS });
+      expectClean(rerun, 0, 'the rerun');
+      const computed = Number(summaryOf(rerun).metrics.activations?.computed);
+      if (!(computed < 42)) throw new Lost(`the rerun computed ${computed} of 42 activation rows: the committed chunks were not used`);
+      const got = await model(dir);
+      if (got !== reference.model) throw new Lost(`the rerun's model ${got.slice(0, 12)} differs from the uninterrupted run's ${reference.model.slice(0, 12)}`);
+      const trained = await trajectory(dir);
+      if (trained !== reference.trajectory) throw new Lost(`the rerun's epochs ${trained} differ from the uninterrupted run's ${reference.trajectory}`);
+      await expectConsistentStore(store, 'after the rerun');
+      return `killed at "${seen.trim()}"; the rerun computed ${computed} of 42 rows, the rest from the chunks; model and every epoch's scores identical`;
+    });
   });
 });
 

@@ -4,7 +4,7 @@
 // training rows only, and keyed by content (image, copy, augmentation, seed):
 // more copies compute only the new ones, another seed only the copies.
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, readFile, symlink } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, stat, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { readDatasetManifest } from '../src/artifacts/dataset-manifest.js';
@@ -71,12 +71,28 @@ async function stored(dir: string, s: Summary): Promise<Stored> {
   return { rows: Array.from({ length: count }, (_, r) => bytes.subarray(r * WIDTH, (r + 1) * WIDTH)), table, copies };
 }
 
+/** Bytes of each chunk log (one per scope) in the project's store. */
+async function chunkBytes(dir: string): Promise<number[]> {
+  const root = path.join(dir, '.tlpipe', 'chunks');
+  const out: number[] = [];
+  for (const scope of await readdir(root)) {
+    let total = 0;
+    for (const f of await readdir(path.join(root, scope))) total += (await stat(path.join(root, scope, f))).size;
+    out.push(total);
+  }
+  return out;
+}
+
 test('augmented copies at the cut: extracted, counted, training rows only, keyed by content', { skip: needsFixtures }, async () => {
   const dir = await project();
   const images = 2 * (TRAIN + VAL);
   const plain = await run(dir);
   const plainRows = (await stored(dir, plain)).rows;
   assert.equal(plainRows.length, images);
+  // The chunk log holds the activations as 8-bit codes too: no scope holds float32's bytes for them.
+  const scopes = await chunkBytes(dir);
+  assert.ok(scopes.some((n) => n >= images * (32 + WIDTH) && n < images * (32 + WIDTH) + 4096), `chunk logs of ${scopes.join(', ')} bytes`);
+  assert.ok(scopes.every((n) => n < images * WIDTH * 4), `chunk logs of ${scopes.join(', ')} bytes`);
   assert.equal(plain.metrics.finetune!.trainRows, 2 * TRAIN);
 
   // Two flipped copies of every training image: 2 × 10 new rows, nothing else recomputed.

@@ -6,6 +6,7 @@ import { activationsKind, writeActivations } from '../artifacts/activations.js';
 import { datasetManifestKind } from '../artifacts/dataset-manifest.js';
 import { bottomModelPath, splitBackboneKind, splitBackboneValue } from '../artifacts/split-backbone.js';
 import { transformKind } from '../artifacts/transform.js';
+import { codedRows } from '../features/chunks.js';
 import { imageRuntimeKey } from '../runner/runtime-key.js';
 import { defineStep } from '../runner/step.js';
 import { computeRows, type FeaturesParams, featuresParamsSchema } from './features.js';
@@ -35,6 +36,8 @@ export const activationsStep = defineStep<FeaturesParams>({
       width: split.activationWidth,
       fingerprint: inputs.split!.fingerprint,
       spread: false,
+      // A quantized cut's rows are 8-bit codes in the chunk log too, as in the artifact.
+      ...(split.codes ? { codec: codedRows(split.codes) } : {}),
     });
     const bytes = await writeActivations(ctx.outDir, rows.matrix, { ...rows.table, ...(split.codes ? { codes: split.codes } : {}) });
     const count = rows.table.rows.length + (rows.table.augmentedRows?.length ?? 0);

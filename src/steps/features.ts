@@ -7,7 +7,7 @@ import { datasetManifestKind, readDatasetManifest } from '../artifacts/dataset-m
 import { featureModelKind, featureModelPath, featureModelValue } from '../artifacts/feature-model.js';
 import { type FeatureRows, featuresKind, writeFeatures } from '../artifacts/features.js';
 import { readTransform, transformKind } from '../artifacts/transform.js';
-import { decodeFeatureChunk, encodeFeatureChunk } from '../features/chunks.js';
+import { float32Rows, type RowCodec } from '../features/chunks.js';
 import { DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE, INFERENCE_BOUND_BATCH_SIZE } from '../features/batch-size.js';
 import { DECODE_CPU_MS_PER_IMAGE } from '../features/threads.js';
 import type { Cluster, FeatureSpreadReport } from '../cluster/coordinator.js';
@@ -83,6 +83,8 @@ export interface RowModel {
   fingerprint: string;
   /** Whether the work may go to the queue's workers (`run --queue`). */
   spread: boolean;
+  /** How the chunk log stores rows (default float32; 8-bit codes for a quantized cut). */
+  codec?: RowCodec;
 }
 
 export interface ComputedRows {
@@ -109,12 +111,14 @@ export async function computeRows(ctx: StepContext, params: FeaturesParams, data
     // that vectors survive adding or removing images.
     // Augmentation settings only matter to augmented views, which name them in their keys.
     const { augment, ...plainTransform } = spec;
-    const scope = sha256(canonicalJson({ step: VERSION, model: model.fingerprint, transform: plainTransform }));
+    const codec = model.codec ?? float32Rows;
+    // float32 logs keep their scope of before; another row format gets a scope of its own.
+    const scope = sha256(canonicalJson({ step: VERSION, model: model.fingerprint, transform: plainTransform, ...(codec === float32Rows ? {} : { rows: codec.id }) }));
     const augmentId = sha256(canonicalJson({ augment, seed: params.augmentSeed }));
     const chunks = ctx.chunks(scope);
     const known = new Map<string, Float32Array>();
     for (const chunk of await chunks.readAll()) {
-      const decoded = decodeFeatureChunk(chunk, featureWidth);
+      const decoded = codec.decode(chunk, featureWidth);
       if (decoded) for (const [hash, row] of decoded) known.set(hash, row);
     }
 
@@ -137,7 +141,7 @@ export async function computeRows(ctx: StepContext, params: FeaturesParams, data
     }
     const failed: { path: string; reason: string }[] = [];
     if (known.size) ctx.log(`${known.size} feature vectors from earlier work; ${todo.length} images to compute`);
-    const job: ComputeJob = { todo, augmentSeed: params.augmentSeed, modelPath, spec, device, params, featureWidth, known, failed, append: (b) => chunks.append(b) };
+    const job: ComputeJob = { todo, augmentSeed: params.augmentSeed, modelPath, spec, device, params, featureWidth, known, failed, codec, append: (b) => chunks.append(b) };
     let spread: FeatureSpreadReport | undefined;
     if (model.spread && ctx.cluster?.worthSpreading(todo.length, params.chunkSize)) spread = await computeSpread(ctx, ctx.cluster, job, views);
     else await computeMissing(ctx, job);
@@ -198,6 +202,7 @@ interface ComputeJob {
   featureWidth: number;
   known: Map<string, Float32Array>;
   failed: { path: string; reason: string }[];
+  codec: RowCodec;
   append: (chunk: Uint8Array) => Promise<void>;
 }
 
@@ -209,7 +214,7 @@ async function computeMissing(ctx: StepContext, job: ComputeJob): Promise<void> 
   let pending: [string, Float32Array][] = [];
   const commit = async () => {
     if (!pending.length) return;
-    await job.append(encodeFeatureChunk(pending, featureWidth));
+    await job.append(job.codec.encode(pending, featureWidth));
     pending = [];
   };
   ctx.progress(0, todo.length, 'images');
@@ -278,7 +283,7 @@ async function computeSpread(ctx: StepContext, cluster: Cluster, job: ComputeJob
     known: (key) => job.known.has(key),
     accept: async (rows, failed) => {
       const entries = [...rows].filter(([key]) => byKey.has(key) && !job.known.has(key));
-      if (entries.length) await job.append(encodeFeatureChunk(entries, job.featureWidth));
+      if (entries.length) await job.append(job.codec.encode(entries, job.featureWidth));
       for (const [key, row] of entries) job.known.set(key, row);
       for (const f of failed) {
         const path = byKey.get(f.key)!.image.path;
