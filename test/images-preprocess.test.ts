@@ -100,7 +100,9 @@ describe('resolveTransform', () => {
     const validate = ajv.compile(transformSpecSchema);
     const input: Record<string, unknown> = { resize: 256, centerCrop: { width: 224, height: 224 }, augment: {} };
     assert.equal(validate(input), true, JSON.stringify(validate.errors));
-    assert.deepEqual(input.mean, IMAGENET_MEAN);
+    // mean and std have no schema default (the backbone's own statistics may apply); resolveTransform falls back to ImageNet's.
+    assert.equal(input.mean, undefined);
+    assert.deepEqual(resolveTransform({ mean: input.mean as undefined }).mean, IMAGENET_MEAN);
     assert.deepEqual(input.augment, { horizontalFlip: 0.5, randomResizedCrop: true, scale: [0.08, 1], ratio: [0.75, 4 / 3] });
     assert.equal(validate({ resize: { shorterSide: 256, maxLongerSide: 400 }, centerCrop: null, layout: 'NHWC' }), true);
     assert.equal(validate({ resize: 0 }), false);
