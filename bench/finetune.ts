@@ -1,4 +1,4 @@
-// `node dist/bench/finetune.js [--images 512] [--blocks 1] [--epochs 2] [--reps 2] [--no-torch] [--rss] [--rss-steps 60]`
+// `node dist/bench/finetune.js [--images 512] [--blocks 3] [--epochs 2] [--reps 2] [--no-torch] [--rss] [--rss-steps 60]`
 //
 // One fine-tuning epoch of the fixtures' MobileNetV2 (last N blocks and the
 // final 1×1 conv trainable, a linear head), tlpipe against PyTorch, side by
@@ -10,6 +10,8 @@
 //   torch   bench/finetune_torch.py: torchvision's MobileNetV2, the bottom
 //           frozen with requires_grad = False and recomputed every epoch,
 //           from tensors in memory and from JPEGs decoded each epoch.
+// An epoch is the training steps and then a validation pass over the same
+// number of rows on both sides, as the stage and the usual scripts do.
 // Prints seconds per epoch (medians over reps) and the ratios torch / tlpipe,
 // computed per rep. With --rss: the fine-tuning process's peak RSS over
 // 2,000 and 20,000 activation rows, the same number of steps each; the rows
@@ -152,11 +154,12 @@ async function inChild(job: ChildJob): Promise<ChildResult & { fileMB: number }>
 
 async function torchEpochs(images: number, blocks: number, epochs: number): Promise<{ tensors: number[]; jpegs: number[] }> {
   const dir = path.join(fixtures, 'datasets', 'catsdogs-2k', 'train');
-  const files = (await readdir(dir)).filter((f) => f.endsWith('.jpg')).sort().slice(0, images).map((f) => path.join(dir, f));
+  // The training photos, then as many validation photos as tlpipe's epoch scores (valRows): both epochs end with that pass.
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.jpg')).sort().slice(0, images + valRows(images)).map((f) => path.join(dir, f));
   const list = path.join(os.tmpdir(), `tlpipe-bench-ft-files-${process.pid}.txt`);
   await writeFile(list, files.join('\n'));
   try {
-    const { stdout } = await run('/usr/bin/python3', [path.join(repo, 'bench', 'finetune_torch.py'), '--files', list, '--images', String(images), '--blocks', String(blocks), '--epochs', String(epochs)], { maxBuffer: 1 << 24 });
+    const { stdout } = await run('/usr/bin/python3', [path.join(repo, 'bench', 'finetune_torch.py'), '--files', list, '--images', String(images), '--blocks', String(blocks), '--epochs', String(epochs), '--val', String(valRows(images))], { maxBuffer: 1 << 24 });
     return JSON.parse(stdout.trim().split('\n').pop()!);
   } finally {
     await rm(list, { force: true });
@@ -177,7 +180,7 @@ async function main(): Promise<void> {
     }
   }
   const images = flag('images', 512);
-  const blocks = flag('blocks', 1);
+  const blocks = flag('blocks', 3); // backbone.split's default trainableBlocks
   const epochs = flag('epochs', 2);
   const reps = flag('reps', 2);
   const withTorch = !process.argv.includes('--no-torch');

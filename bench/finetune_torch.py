@@ -11,6 +11,11 @@ Two inputs, each timed per epoch:
   jpegs    the photos decoded and transformed each epoch by a DataLoader
            (Resize(256), CenterCrop(224), ToTensor, Normalize), as such scripts do.
 
+Each epoch ends with a validation pass (eval mode, no gradients) over --val
+images, as such scripts print validation loss and accuracy per epoch, and as
+tlpipe's epoch scores its validation rows: the whole network, the frozen
+bottom included, from tensors or from decoded JPEGs like the training batches.
+
 Prints one JSON line: {"tensors": [seconds per epoch...], "jpegs": [...]}.
 Bench tooling only: never part of tlpipe or its tests.
 """
@@ -56,7 +61,7 @@ def model_for(blocks, classes):
     return m, opt
 
 
-def epoch(m, opt, batches):
+def epoch(m, opt, batches, val_batches):
     start = time.perf_counter()
     loss_fn = torch.nn.CrossEntropyLoss()
     for x, y in batches:
@@ -64,6 +69,13 @@ def epoch(m, opt, batches):
         loss = loss_fn(m(x), y)
         loss.backward()
         opt.step()
+    with torch.no_grad():
+        correct, total = 0, 0
+        for x, y in val_batches:
+            out = m(x)
+            loss_fn(out, y)
+            correct += int((out.argmax(1) == y).sum())
+            total += len(y)
     return time.perf_counter() - start
 
 
@@ -74,13 +86,18 @@ def main():
     ap.add_argument("--blocks", type=int, default=1)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--val", type=int, default=0, help="validation images scored after each epoch (the files after the training ones)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    files = [l.strip() for l in open(args.files) if l.strip()][: args.images]
+    listed = [l.strip() for l in open(args.files) if l.strip()]
+    files = listed[: args.images]
     labels = [0 if "cat" in os.path.basename(f) else 1 for f in files]
+    # Validation photos: the files after the training ones, cycling through the list if it is short.
+    val_files = [listed[(args.images + i) % len(listed)] for i in range(args.val)]
+    val_labels = [0 if "cat" in os.path.basename(f) else 1 for f in val_files]
     t = torchvision.transforms
     transform = t.Compose([t.Resize(256), t.CenterCrop(224), t.ToTensor(), t.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
     m, opt = model_for(args.blocks, 2)
@@ -88,9 +105,11 @@ def main():
     out = {"jpegs": [], "tensors": []}
     # The tensors once, for the in-memory case.
     tensors = [(x, y) for x, y in DataLoader(Photos(files, labels, transform), batch_size=args.batch, num_workers=args.workers)]
+    val_loader = DataLoader(Photos(val_files, val_labels, transform), batch_size=args.batch, num_workers=args.workers)
+    val_tensors = [(x, y) for x, y in val_loader]
     for _ in range(args.epochs):
-        out["tensors"].append(epoch(m, opt, tensors))
-        out["jpegs"].append(epoch(m, opt, loader))
+        out["tensors"].append(epoch(m, opt, tensors, val_tensors))
+        out["jpegs"].append(epoch(m, opt, loader, val_loader))
     print(json.dumps(out))
 
 
