@@ -99,6 +99,11 @@ export async function liveWorkerStatuses<T extends { queues?: string[] }>(redis:
   return statuses;
 }
 
+/** How often a run waiting on its jobs reads their states from Redis (failed, stalled, lost). */
+export const STATE_CHECK_MS = 2000;
+/** How long workers get to open a new queue before a run that only coordinates decides nobody serves it and works itself. */
+export const DISCOVERY_GRACE_MS = 5000;
+
 /** How many live workers take jobs from `queue` (a requirements id, or the sweep members' queue). */
 export async function workersServing(redis: Redis, queue: string): Promise<number> {
   return (await liveWorkerStatuses(redis)).filter((s) => s.queues?.includes(queue)).length;

@@ -15,7 +15,7 @@ import { RemoteError } from '../remote/backend.js';
 import { errorMessage, Interrupted } from '../runner/errors.js';
 import { hashFile } from '../runner/store.js';
 import { computeChunk } from './compute-chunk.js';
-import { connect, displayUrl, keys, lockDurationMs, parseQueueUrl, PREFIX, QueueUnavailable, queueName, queueTimeoutMs, reconnectDelay, workersServing } from './connection.js';
+import { connect, displayUrl, keys, lockDurationMs, parseQueueUrl, PREFIX, QueueUnavailable, queueName, queueTimeoutMs, reconnectDelay, STATE_CHECK_MS, DISCOVERY_GRACE_MS, workersServing } from './connection.js';
 import type { Exchange } from './exchange.js';
 import { FEATURE_JOB_FORMAT, type FeatureJobData, featureJobId, type JobImage, type Requirements, requirementsId, type ResultHeader, verifyResult } from './feature-job.js';
 import { featureProcessor, type JobSummary } from './processor.js';
@@ -84,9 +84,6 @@ export interface ClusterOptions {
 }
 
 const POLL_MS = 200;
-const STATE_CHECK_MS = 2000;
-/** How long workers get to find a new queue before a run that only coordinates decides nobody serves it. */
-const DISCOVERY_GRACE_MS = 5000;
 
 /** The folder jobs name images relative to: the project when every image is inside it, else their common folder. */
 export function dataRootOf(files: string[], projectDir: string): string {

@@ -13,7 +13,7 @@ import type { RemoteCache } from '../remote/cache.js';
 import { errorMessage, Interrupted } from '../runner/errors.js';
 import type { StepRegistry } from '../runner/registry.js';
 import type { ArtifactStore } from '../runner/store.js';
-import { connect, displayUrl, PREFIX, parseQueueUrl, queueTimeoutMs, reconnectDelay, workersServing } from './connection.js';
+import { connect, displayUrl, PREFIX, parseQueueUrl, queueTimeoutMs, reconnectDelay, STATE_CHECK_MS, DISCOVERY_GRACE_MS, workersServing } from './connection.js';
 import { externalInputs, type MemberJobData, memberJobId, type MemberOutcome, MEMBERS_QUEUE, memberProcessor } from './sweep-job.js';
 
 export interface MemberSpreadOptions {
@@ -37,9 +37,6 @@ export interface MemberSpreadReport {
 }
 
 const POLL_MS = 300;
-const STATE_CHECK_MS = 2000;
-/** How long workers get to open the members' queue before a run that only coordinates works itself. */
-const DISCOVERY_GRACE_MS = 5000;
 
 export async function spreadMembers(members: MemberJobData[], options: MemberSpreadOptions): Promise<MemberSpreadReport> {
   const remote = options.openRemote();
